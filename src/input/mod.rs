@@ -1,0 +1,111 @@
+//! Request bodies decoded into a typed [`Batch`]: columnar JSON (Bento's format), records JSON, CSV.
+//!
+//! Decoding is driven by the model's input spec, so values land in typed columns in one pass and
+//! every refusal names its column and row. Columns the model does not use are skipped, not stored.
+
+mod csv;
+mod json;
+
+use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
+
+pub use self::csv::decode_csv;
+pub use self::json::{decode_columnar, decode_json, decode_records};
+
+/// Bounds on what a body may ask of the decoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Rows per batch; more is refused with `TooManyRows`.
+    pub max_rows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_rows: 100_000 }
+    }
+}
+
+/// Columns being filled, one slot per model input.
+struct Builder<'a> {
+    inputs: &'a [InputSpec],
+    columns: Vec<Option<Column>>,
+    limits: Limits,
+}
+
+impl<'a> Builder<'a> {
+    fn new(inputs: &'a [InputSpec], limits: Limits) -> Self {
+        Self {
+            inputs,
+            columns: vec![None; inputs.len()],
+            limits,
+        }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|i| i.name == name)
+    }
+
+    fn empty_column(kind: ColumnKind) -> Column {
+        match kind {
+            ColumnKind::Number => Column::Number(Vec::new()),
+            ColumnKind::String => Column::Text(Vec::new()),
+        }
+    }
+
+    fn too_many_rows(&self) -> InputError {
+        InputError::new(
+            InputErrorKind::TooManyRows,
+            format!("more than {} rows in one request", self.limits.max_rows),
+        )
+    }
+
+    /// Checks that every input is present, all columns have one length, and it is not zero.
+    fn finish(self) -> Result<Batch, InputError> {
+        let mut columns = Vec::with_capacity(self.columns.len());
+        let mut rows = None;
+        for (input, column) in self.inputs.iter().zip(self.columns) {
+            let column = column.ok_or_else(|| {
+                InputError::at(
+                    InputErrorKind::MissingColumn,
+                    &input.name,
+                    None,
+                    "is required but missing",
+                )
+            })?;
+            match rows {
+                None => rows = Some((column.len(), &input.name)),
+                Some((n, first)) if n != column.len() => {
+                    return Err(InputError::at(
+                        InputErrorKind::Ragged,
+                        &input.name,
+                        None,
+                        format!(
+                            "has {} values but {first:?} has {n}; all columns need the same length",
+                            column.len()
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            columns.push(column);
+        }
+        let rows = rows.map_or(0, |(n, _)| n);
+        if rows == 0 {
+            return Err(InputError::new(InputErrorKind::Empty, "the request has no rows"));
+        }
+        Ok(Batch::new(rows, columns))
+    }
+}
+
+/// Describes a JSON or CSV value for an error message.
+fn type_error(column: &str, row: usize, expected: ColumnKind, got: &str) -> InputError {
+    let expected = match expected {
+        ColumnKind::Number => "a number or null",
+        ColumnKind::String => "a string or null",
+    };
+    InputError::at(
+        InputErrorKind::Type,
+        column,
+        Some(row),
+        format!("expected {expected}, got {got}"),
+    )
+}

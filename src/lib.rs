@@ -1,0 +1,16 @@
+//! xgserve: serves XGBoost models trained in Python with predictions identical to the Python pipeline.
+//!
+//! The layers, each knowing only the ones below it:
+//! - [`engine`]: tree ensembles, features in, predictions out;
+//! - [`preprocess`]: the sklearn ColumnTransformer as a declarative spec, raw columns in, features out;
+//! - [`bundle`]: a model folder on disk, checked and loaded into a ready [`bundle::Model`];
+//! - [`input`]: request bodies (columnar JSON, records, CSV) decoded into typed columns;
+//! - the commands (`cli`, `commands`) that put them to work.
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod input;
+pub mod preprocess;
+pub mod pyfloat;

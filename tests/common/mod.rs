@@ -1,0 +1,34 @@
+//! Paths shared by the integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shipped_bundle() -> PathBuf {
+    repo().join("models/ford_used_car_price")
+}
+
+/// Outputs of the Python pipeline, written by `tests/run` before `cargo test`.
+pub fn reference() -> PathBuf {
+    let dir = std::env::var_os("XGSERVE_REFERENCE").map_or_else(|| repo().join("target/reference"), PathBuf::from);
+    assert!(
+        dir.join("ford/ford_predictions.json").is_file(),
+        "{} has no Python reference outputs: run `tests/run` (it trains the pipeline and writes them)",
+        dir.display()
+    );
+    dir
+}
+
+/// The Ford data set, never committed; `tests/run` checks it is there.
+pub fn ford_csv() -> PathBuf {
+    let path = std::env::var_os("XGSERVE_DATA").map_or_else(|| repo().join("../shared/data/ford.csv"), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "{} is missing: the parity tests need the Ford data set",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,121 @@
+//! The engine against models saved by XGBoost 1.6, 2.1 and 3.1, in JSON and UBJSON, for every
+//! supported objective: predictions and margins must equal libxgboost's bit for bit. The fixtures and
+//! their expected outputs come from `training/make_version_fixtures.py`.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Deserialize;
+use xgserve::engine::{Forest, LoadError};
+
+#[derive(Deserialize)]
+struct Expected {
+    xgboost: String,
+    rows: Vec<Vec<Option<f32>>>,
+    predictions: Vec<f32>,
+    margins: Vec<f32>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgboost")
+}
+
+fn files(suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for version in std::fs::read_dir(fixtures()).unwrap() {
+        for file in std::fs::read_dir(version.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn matrix(rows: &[Vec<Option<f32>>]) -> Array2<f32> {
+    let width = rows[0].len();
+    let values = rows.iter().flatten().map(|v| v.unwrap_or(f32::NAN)).collect();
+    Array2::from_shape_vec((rows.len(), width), values).unwrap()
+}
+
+#[test]
+fn every_version_format_and_objective_matches_libxgboost() {
+    let cases = files(".expected.json");
+    assert!(
+        cases.len() >= 30,
+        "expected fixtures for three versions, found {}",
+        cases.len()
+    );
+    let mut versions = std::collections::BTreeSet::new();
+    for case in &cases {
+        let expected: Expected = serde_json::from_slice(&std::fs::read(case).unwrap()).unwrap();
+        versions.insert(expected.xgboost.clone());
+        let features = matrix(&expected.rows);
+        let stem = case.to_string_lossy().trim_end_matches(".expected.json").to_owned();
+        for format in ["json", "ubj"] {
+            let path = format!("{stem}.{format}");
+            let forest = Forest::from_slice(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let margins = forest.predict_margin(features.view()).unwrap();
+            let predictions = forest.predict(features.view()).unwrap();
+            for row in 0..expected.rows.len() {
+                assert_eq!(
+                    margins[row].to_bits(),
+                    expected.margins[row].to_bits(),
+                    "{path} row {row}: margin {} != {}",
+                    margins[row],
+                    expected.margins[row]
+                );
+                assert_eq!(
+                    predictions[row].to_bits(),
+                    expected.predictions[row].to_bits(),
+                    "{path} row {row}: prediction {} != {}",
+                    predictions[row],
+                    expected.predictions[row]
+                );
+            }
+        }
+    }
+    assert_eq!(
+        versions.len(),
+        3,
+        "fixtures from XGBoost 1.6, 2.1 and 3.x: {versions:?}"
+    );
+}
+
+#[test]
+fn unsupported_boosters_are_refused_with_the_reason() {
+    let refusals = files(".json")
+        .into_iter()
+        .chain(files(".ubj"))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("refuse-"));
+    let mut seen = 0;
+    for path in refusals {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let error = match Forest::from_slice(&std::fs::read(&path).unwrap()) {
+            Ok(_) => panic!("{} loaded but must be refused", path.display()),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(error, LoadError::Unsupported(_)),
+            "{}: {error}",
+            path.display()
+        );
+        let message = error.to_string();
+        let reason = match name.as_str() {
+            "refuse-dart" => "dart",
+            "refuse-gblinear" => "gblinear",
+            "refuse-multiclass" => "multi-class",
+            "refuse-categorical" => "categorical",
+            other => panic!("unexpected fixture {other}"),
+        };
+        assert!(
+            message.contains(reason),
+            "{}: {message:?} should say {reason}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 22, "refusal fixtures found: {seen}");
+}

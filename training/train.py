@@ -1,0 +1,107 @@
+"""Trains the Ford used-car price model exactly as the original pipeline did, and exports the bundle.
+
+    python training/train.py [--data ../shared/data/ford.csv] [--out models/ford_used_car_price]
+                             [--predictions FILE]
+
+``--predictions`` also writes the pipeline's float32 prediction for every row of the data set, which
+the parity tests compare with the Rust engine.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.metrics import mean_absolute_error, mean_squared_error
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from xgboost import XGBRegressor
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "training"))
+
+from xgserve_export import CategoryMap, KeepOrReplace, Strip, export  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ford.csv"
+DEFAULT_OUT = REPO / "models" / "ford_used_car_price"
+
+
+def read_ford(path):
+    data = pd.read_csv(path)
+    # Every model name in the file has a leading space.
+    data["model"] = data["model"].str.strip()
+    return data
+
+
+def build_pipeline():
+    """The original's ColumnTransformer and regressor, with its closures replaced by known steps."""
+    features = ColumnTransformer(
+        [
+            ("LogStandardize", Pipeline([("Log1P", FunctionTransformer(np.log1p)),
+                                         ("Scaler", StandardScaler())]), ["mileage", "tax"]),
+            ("OneHot", Pipeline([("Strip", Strip()),
+                                 ("OneHotEncoder", OneHotEncoder(handle_unknown="ignore",
+                                                                 sparse=False))]),
+             ["transmission"]),
+            ("ReplaceOneHot", Pipeline([("Strip", Strip()),
+                                        ("Replacer", KeepOrReplace(["Petrol", "Diesel"], "Others")),
+                                        ("OneHotEncoder", OneHotEncoder(handle_unknown="ignore",
+                                                                        sparse=False))]),
+             ["fuelType"]),
+            ("StringToNumeric", Pipeline([("Strip", Strip()),
+                                          ("Frequency", CategoryMap(default=0.0))]), ["model"]),
+            ("Standardize", StandardScaler(), ["year", "mpg", "engineSize"]),
+        ],
+        remainder="drop",
+        n_jobs=1,
+    )
+    regressor = XGBRegressor(max_depth=None, n_estimators=100, random_state=214)
+    return Pipeline([("FeatureEngineering", features), ("Regressor", regressor)])
+
+
+def metrics(y_true, y_pred):
+    y_pred = np.clip(y_pred, 0.0, np.inf)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    return {
+        "rmse": float(mean_squared_error(y_true, y_pred) ** 0.5),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "mape_percent": float(np.nanmean(np.abs((y_true - y_pred) / y_true)) * 100),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--predictions", type=Path)
+    args = parser.parse_args()
+
+    data = read_ford(args.data)
+    train, test = train_test_split(data, test_size=0.2, random_state=1234)
+    X_train, y_train = train.drop(columns="price"), train["price"]
+    X_test, y_test = test.drop(columns="price"), test["price"]
+
+    pipeline = build_pipeline()
+    pipeline.fit(X_train, y_train)
+    scores = {"train": metrics(y_train, pipeline.predict(X_train)),
+              "test": metrics(y_test, pipeline.predict(X_test))}
+    for split, values in scores.items():
+        print(f"{split:>5}: RMSE {values['rmse']:.2f}  MAE {values['mae']:.2f}  "
+              f"MAPE {values['mape_percent']:.2f}%")
+
+    manifest = export(pipeline, args.out, "ford_used_car_price", X_train, metrics=scores)
+    print(f"wrote {args.out} (version {manifest['version']})")
+
+    if args.predictions:
+        everything = np.asarray(pipeline.predict(data.drop(columns="price")), dtype=np.float32)
+        args.predictions.parent.mkdir(parents=True, exist_ok=True)
+        args.predictions.write_text(json.dumps({"predictions": [float(p) for p in everything]}))
+        print(f"wrote {len(everything)} predictions to {args.predictions}")
+
+
+if __name__ == "__main__":
+    main()
