@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::objective::{Objective, SigmoidStyle};
-use super::{ubjson, Forest, ForestInfo, Node, DEFAULT_LEFT, LEAF};
+use super::{ubjson, Forest, ForestInfo, Node, TreeRef};
 
 /// Why a model file was refused. The bundle loader adds the file's path.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +202,7 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         Objective::from_name(&objective_name).ok_or_else(|| unsupported(format!("objective {objective_name:?}")))?;
 
     let num_features = count(params, "num_feature")?.ok_or_else(|| invalid("num_feature is missing"))?;
-    if num_features == 0 || num_features >= DEFAULT_LEFT as usize {
+    if num_features == 0 || num_features > u32::MAX as usize {
         return Err(invalid(format!("num_feature = {num_features}")));
     }
     let base_score_text = scalar(params, "base_score")?.ok_or_else(|| invalid("base_score is missing"))?;
@@ -242,15 +242,18 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         None => model.trees.len(),
     };
 
-    let mut nodes = Vec::new();
-    let mut roots = Vec::with_capacity(used);
+    let mut nodes = vec![Node::PLACEHOLDER];
+    let mut leaf_values = vec![0.0];
+    let mut default_left = vec![false];
+    let mut trees = Vec::with_capacity(used);
     for (i, tree) in model.trees.iter().take(used).enumerate() {
-        roots.push(u32::try_from(nodes.len()).map_err(|_| invalid("too many nodes"))?);
-        flatten(tree, num_features, &mut nodes).map_err(|e| match e {
-            LoadError::Invalid(reason) => invalid(format!("tree {i}: {reason}")),
-            LoadError::Unsupported(reason) => unsupported(format!("tree {i}: {reason}")),
-            other => other,
-        })?;
+        let tree =
+            flatten(tree, num_features, &mut nodes, &mut leaf_values, &mut default_left).map_err(|e| match e {
+                LoadError::Invalid(reason) => invalid(format!("tree {i}: {reason}")),
+                LoadError::Unsupported(reason) => unsupported(format!("tree {i}: {reason}")),
+                other => other,
+            })?;
+        trees.push(tree);
     }
 
     let version = match file.version.as_slice() {
@@ -265,7 +268,9 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
 
     Ok(Forest {
         nodes,
-        roots,
+        leaf_values,
+        default_left,
+        trees,
         num_features,
         base_margin,
         objective,
@@ -280,7 +285,13 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
 }
 
 /// Appends one tree to `nodes` in breadth-first order with sibling pairs side by side.
-fn flatten(tree: &Tree, num_features: usize, nodes: &mut Vec<Node>) -> Result<(), LoadError> {
+fn flatten(
+    tree: &Tree,
+    num_features: usize,
+    nodes: &mut Vec<Node>,
+    leaf_values: &mut Vec<f32>,
+    default_left: &mut Vec<bool>,
+) -> Result<TreeRef, LoadError> {
     let n = count(&tree.tree_param, "num_nodes")?.ok_or_else(|| invalid("num_nodes is missing"))?;
     if count(&tree.tree_param, "size_leaf_vector")?.unwrap_or(0) > 1 {
         return Err(unsupported("vector leaves (multi-target trees)"));
@@ -304,16 +315,15 @@ fn flatten(tree: &Tree, num_features: usize, nodes: &mut Vec<Node>) -> Result<()
         return Err(unsupported("categorical splits"));
     }
 
-    let base = nodes.len();
+    let root = nodes.len();
+    let mut depth = 0;
     let mut seen = vec![false; n];
-    // (node in the file, its slot in `nodes`)
-    let mut queue = std::collections::VecDeque::from([(0usize, base)]);
-    nodes.push(Node {
-        value: 0.0,
-        feature: LEAF,
-        left: 0,
-    });
-    while let Some((old, slot)) = queue.pop_front() {
+    // (node in the file, its slot in `nodes`, its depth)
+    let mut queue = std::collections::VecDeque::from([(0usize, root, 0u32)]);
+    nodes.push(Node::PLACEHOLDER);
+    leaf_values.push(0.0);
+    default_left.push(false);
+    while let Some((old, slot, level)) = queue.pop_front() {
         if std::mem::replace(&mut seen[old], true) {
             return Err(invalid(format!("node {old} is reached twice")));
         }
@@ -323,11 +333,9 @@ fn flatten(tree: &Tree, num_features: usize, nodes: &mut Vec<Node>) -> Result<()
             other => return Err(invalid(format!("node {old} has value {other:?}"))),
         };
         if left == -1 {
-            nodes[slot] = Node {
-                value,
-                feature: LEAF,
-                left: 0,
-            };
+            nodes[slot] = Node::leaf(slot);
+            leaf_values[slot] = value;
+            depth = depth.max(level);
             continue;
         }
         let child = |c: i64| usize::try_from(c).ok().filter(|&c| c < n && c != 0);
@@ -339,33 +347,25 @@ fn flatten(tree: &Tree, num_features: usize, nodes: &mut Vec<Node>) -> Result<()
             .filter(|&f| f < num_features)
             .ok_or_else(|| invalid(format!("node {old} splits on feature {}", tree.split_indices[old])))?;
         let left_slot = nodes.len();
-        let flag = if tree.default_left[old].is_set() {
-            DEFAULT_LEFT
-        } else {
-            0
-        };
         nodes[slot] = Node {
-            value,
-            feature: feature as u32 | flag,
+            threshold: value,
+            feature: feature as u32,
             left: left_slot as u32,
         };
-        nodes.push(Node {
-            value: 0.0,
-            feature: LEAF,
-            left: 0,
-        });
-        nodes.push(Node {
-            value: 0.0,
-            feature: LEAF,
-            left: 0,
-        });
-        queue.push_back((left, left_slot));
-        queue.push_back((right, left_slot + 1));
+        default_left[slot] = tree.default_left[old].is_set();
+        nodes.extend([Node::PLACEHOLDER; 2]);
+        leaf_values.extend([0.0; 2]);
+        default_left.extend([false; 2]);
+        queue.push_back((left, left_slot, level + 1));
+        queue.push_back((right, left_slot + 1, level + 1));
     }
-    if nodes.len() > u32::MAX as usize / 2 {
+    if nodes.len() > (u32::MAX / 2) as usize {
         return Err(invalid("too many nodes"));
     }
-    Ok(())
+    Ok(TreeRef {
+        root: root as u32,
+        depth,
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! It knows nothing of HTTP, Kafka or preprocessing: a row-major `f32` feature matrix goes in (NaN is a
 //! missing value), one prediction per row comes out. Loading (`load`) is separate from evaluation.
 
+#[cfg(feature = "libxgboost")]
+pub mod libxgboost;
 mod load;
 mod objective;
 pub mod ubjson;
@@ -12,24 +14,53 @@ pub use objective::{Objective, SigmoidStyle};
 
 use ndarray::ArrayView2;
 
-/// Rows scored together, tree by tree: the trees stay in cache while a block of rows walks them.
+/// Rows checked for missing values together: a block without any takes the shorter step.
 const BLOCK_ROWS: usize = 64;
-
-/// Marks a leaf in `Node::feature`.
-const LEAF: u32 = u32::MAX;
-/// Set in `Node::feature` when a missing value takes the left branch.
-const DEFAULT_LEFT: u32 = 1 << 31;
+/// Trees that one row walks in lockstep: independent walks overlap their memory loads.
+const LANES: usize = 8;
 
 /// One tree node in 12 bytes. Children are stored side by side (`right = left + 1`), so a node
 /// needs one child index.
+///
+/// A leaf is a node that leads to itself: its threshold is NaN (every `x < NaN` is false, so the walk
+/// goes right), missing values go right too, and `left` is its own index minus one. A walk can then
+/// take a tree's full depth in steps without asking whether it has reached a leaf.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    /// The split threshold, or the leaf value for a leaf.
-    value: f32,
-    /// The feature index, `| DEFAULT_LEFT` when missing goes left; `LEAF` for a leaf.
+    /// The split threshold; NaN for a leaf.
+    threshold: f32,
+    /// The feature the split reads.
     feature: u32,
     /// Index of the left child in `Forest::nodes`.
     left: u32,
+}
+
+impl Node {
+    /// Index 0 is never a real node, so every leaf's `left` (its own index - 1) is valid.
+    const PLACEHOLDER: Node = Node {
+        threshold: f32::NAN,
+        feature: 0,
+        left: 0,
+    };
+
+    fn leaf(index: usize) -> Node {
+        Node {
+            threshold: f32::NAN,
+            feature: 0,
+            left: index as u32 - 1,
+        }
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.threshold.is_nan()
+    }
+}
+
+/// Where a tree starts and how many steps reach any of its leaves.
+#[derive(Debug, Clone, Copy)]
+struct TreeRef {
+    root: u32,
+    depth: u32,
 }
 
 /// What the loaded model says about itself, for logs, `/info` and `models list`.
@@ -49,8 +80,13 @@ pub struct ForestInfo {
 #[derive(Debug, Clone)]
 pub struct Forest {
     nodes: Vec<Node>,
-    /// Index of each tree's root in `nodes`, in XGBoost's summation order.
-    roots: Vec<u32>,
+    /// The value of each leaf, at the leaf's index in `nodes` (0.0 elsewhere).
+    leaf_values: Vec<f32>,
+    /// Whether a missing value goes left, at each split's index in `nodes`. Kept apart from the nodes
+    /// because rows without missing values never read it.
+    default_left: Vec<bool>,
+    /// The trees in XGBoost's summation order.
+    trees: Vec<TreeRef>,
     num_features: usize,
     /// Every row's margin starts here: `base_score` mapped through the objective's link.
     base_margin: f32,
@@ -81,6 +117,14 @@ impl Forest {
         &self.info
     }
 
+    /// Every split as (feature, threshold): inputs that sit exactly on a threshold test the `<`.
+    pub fn splits(&self) -> impl Iterator<Item = (usize, f32)> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| !n.is_leaf())
+            .map(|n| (n.feature as usize, n.threshold))
+    }
+
     /// Predictions for each row of `features`, after the objective's transform.
     pub fn predict(&self, features: ArrayView2<'_, f32>) -> Result<Vec<f32>, WidthError> {
         let mut out = self.predict_margin(features)?;
@@ -108,30 +152,70 @@ impl Forest {
 
     /// Margins of a row-major matrix whose width is `num_features`; `out` has one slot per row.
     fn margins_into(&self, features: &[f32], out: &mut [f32]) {
-        let width = self.num_features.max(1);
-        for (block, sums) in features.chunks(BLOCK_ROWS * width).zip(out.chunks_mut(BLOCK_ROWS)) {
+        for (block, sums) in features
+            .chunks(BLOCK_ROWS * self.num_features)
+            .zip(out.chunks_mut(BLOCK_ROWS))
+        {
             sums.fill(self.base_margin);
-            // XGBoost adds tree after tree onto each row's sum: the same order gives the same floats.
-            for &root in &self.roots {
-                for (row, sum) in block.chunks_exact(width).zip(sums.iter_mut()) {
-                    *sum += self.leaf_value(root, row);
-                }
+            // Most blocks have no missing value and take the shorter step.
+            if block.iter().any(|x| x.is_nan()) {
+                self.block_margins::<true>(block, sums);
+            } else {
+                self.block_margins::<false>(block, sums);
             }
         }
     }
 
-    #[inline]
-    fn leaf_value(&self, root: u32, row: &[f32]) -> f32 {
-        let mut node = self.nodes[root as usize];
-        while node.feature != LEAF {
-            let x = row[(node.feature & !DEFAULT_LEFT) as usize];
-            let go_left = if x.is_nan() {
-                node.feature & DEFAULT_LEFT != 0
-            } else {
-                x < node.value
-            };
-            node = self.nodes[node.left as usize + usize::from(!go_left)];
+    fn block_margins<const MISSING: bool>(&self, block: &[f32], sums: &mut [f32]) {
+        // Walking eight trees together for one row measured faster than eight rows through one tree
+        // (0.90 vs 1.0 µs a row on the shipped model), so every row takes that path.
+        for (row, sum) in block.chunks_exact(self.num_features).zip(sums) {
+            *sum = self.row_margin::<MISSING>(row, *sum);
         }
-        node.value
+    }
+
+    /// The margin of one row, walking eight trees at a time and adding their leaves in order.
+    fn row_margin<const MISSING: bool>(&self, row: &[f32], mut sum: f32) -> f32 {
+        let mut trees = self.trees.chunks_exact(LANES);
+        for eight in &mut trees {
+            let mut at: [u32; LANES] = std::array::from_fn(|i| eight[i].root);
+            let depth = eight.iter().map(|t| t.depth).max().unwrap_or(0);
+            for _ in 0..depth {
+                for index in &mut at {
+                    *index = self.step::<MISSING>(*index, row);
+                }
+            }
+            for index in at {
+                sum += self.leaf_values[index as usize];
+            }
+        }
+        for tree in trees.remainder() {
+            let mut index = tree.root;
+            for _ in 0..tree.depth {
+                index = self.step::<MISSING>(index, row);
+            }
+            sum += self.leaf_values[index as usize];
+        }
+        sum
+    }
+
+    /// One step down the tree; a leaf steps to itself. `row` starts at the row's first feature.
+    /// `MISSING` is false only when the caller has checked that the row holds no NaN.
+    #[inline(always)]
+    fn step<const MISSING: bool>(&self, index: u32, row: &[f32]) -> u32 {
+        debug_assert!((index as usize) < self.nodes.len());
+        // SAFETY: `index` is a root or a child written by `load::flatten`, which checks every child
+        // index against the tree's size, so it is inside `nodes`.
+        let node = unsafe { *self.nodes.get_unchecked(index as usize) };
+        debug_assert!((node.feature as usize) < self.num_features && (node.feature as usize) < row.len());
+        // SAFETY: `flatten` checks `feature < num_features`, and every row slice passed here starts
+        // at a row of a matrix `num_features` wide, so it holds at least `num_features` values.
+        let x = unsafe { *row.get_unchecked(node.feature as usize) };
+        let mut go_left = x < node.threshold;
+        if MISSING {
+            // NaN fails `<`, so a missing value goes left only when the node says so.
+            go_left |= x.is_nan() && self.default_left[index as usize];
+        }
+        node.left + u32::from(!go_left)
     }
 }

@@ -7,6 +7,7 @@
 pub mod spec;
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ndarray::Array2;
 
@@ -135,6 +136,28 @@ fn spec_error(message: impl Into<String>) -> SpecError {
     SpecError(message.into())
 }
 
+/// FNV-1a: category names are short, and SipHash's flood resistance buys nothing for maps whose keys
+/// come from the bundle, not from requests.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FastMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+type FastSet = HashSet<String, BuildHasherDefault<Fnv>>;
+
 /// A checked, ready-to-run preprocessing spec.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
@@ -155,7 +178,7 @@ struct Block {
 #[derive(Debug, Clone)]
 enum TextStep {
     Strip,
-    KeepOrReplace { keep: HashSet<String>, replacement: String },
+    KeepOrReplace { keep: FastSet, replacement: String },
     Impute(Vec<String>),
 }
 
@@ -178,15 +201,15 @@ enum NumberStep {
 enum Encoder {
     /// Per column: category → output offset within the column's features (`None` = the dropped one).
     OneHot {
-        lookup: Vec<HashMap<String, Option<usize>>>,
+        lookup: Vec<FastMap<Option<usize>>>,
         refuse_unknown: bool,
     },
     Ordinal {
-        lookup: Vec<HashMap<String, usize>>,
+        lookup: Vec<FastMap<usize>>,
         unknown: Option<f64>,
     },
     Map {
-        maps: Vec<HashMap<String, f64>>,
+        maps: Vec<FastMap<f64>>,
         default: f64,
     },
 }
@@ -514,7 +537,7 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
                 let mut lookup = Vec::with_capacity(n);
                 width = 0;
                 for (cats, dropped) in categories.iter().zip(drop) {
-                    let mut map = HashMap::with_capacity(cats.len());
+                    let mut map = FastMap::default();
                     let mut next = 0;
                     for (i, category) in cats.iter().enumerate() {
                         let slot = if Some(i) == *dropped {

@@ -1,0 +1,91 @@
+//! Preprocess + predict with the shipped bundle for batches of 1, 100 and 10,000 rows, and libxgboost
+//! on the same rows in the same run (with `--features libxgboost`), single thread.
+//!
+//!     cargo bench --bench engine --features libxgboost
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use xgserve::bundle::{single_row, Model};
+use xgserve::input::{decode_columnar, Limits};
+use xgserve::preprocess::{Batch, Column};
+
+const BATCHES: [usize; 3] = [1, 100, 10_000];
+
+fn model() -> Model {
+    Model::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ford_used_car_price")).unwrap()
+}
+
+/// `rows` cars cycled from the bundle's parity cases that the model scores (not the refused ones).
+fn cars(model: &Model, rows: usize) -> Batch {
+    let parity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.dir.join("parity.json")).unwrap()).unwrap();
+    let body = serde_json::to_vec(&parity["inputs"]).unwrap();
+    let all = decode_columnar(&body, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
+    // libxgboost's DMatrix refuses infinite features (a year of 1e308 overflows f32), so keep rows
+    // whose features are all finite.
+    let finite = |r: usize| {
+        let features = model.preprocessor.transform(&single_row(&all, r));
+        features.is_ok_and(|f| f.iter().all(|x| !x.is_infinite()))
+    };
+    let scored: Vec<usize> = (0..all.rows()).filter(|&r| finite(r)).collect();
+    let pick = |r: usize| scored[r % scored.len()];
+    let columns = all
+        .columns()
+        .iter()
+        .map(|column| match column {
+            Column::Number(v) => Column::Number((0..rows).map(|r| v[pick(r)]).collect()),
+            Column::Text(v) => Column::Text((0..rows).map(|r| v[pick(r)].clone()).collect()),
+        })
+        .collect();
+    Batch::new(rows, columns)
+}
+
+fn bench(c: &mut Criterion) {
+    // libxgboost predicts with OpenMP; one thread keeps the comparison per core.
+    std::env::set_var("OMP_NUM_THREADS", "1");
+    let model = model();
+    #[cfg(feature = "libxgboost")]
+    let reference =
+        xgserve::engine::libxgboost::LibXgboost::from_slice(&std::fs::read(model.dir.join("model.json")).unwrap())
+            .unwrap();
+
+    let mut group = c.benchmark_group("preprocess+predict");
+    for rows in BATCHES {
+        let batch = cars(&model, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("xgserve", rows), &batch, |b, batch| {
+            b.iter(|| model.predict(black_box(batch)).unwrap())
+        });
+        #[cfg(feature = "libxgboost")]
+        group.bench_with_input(BenchmarkId::new("libxgboost", rows), &batch, |b, batch| {
+            b.iter(|| {
+                let features = model.preprocessor.transform(black_box(batch)).unwrap();
+                reference.predict(features.view()).unwrap()
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("predict-only");
+    for rows in BATCHES {
+        let features = model.preprocessor.transform(&cars(&model, rows)).unwrap();
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("xgserve", rows), &features, |b, f| {
+            b.iter(|| model.forest.predict(black_box(f.view())).unwrap())
+        });
+        #[cfg(feature = "libxgboost")]
+        group.bench_with_input(BenchmarkId::new("libxgboost", rows), &features, |b, f| {
+            b.iter(|| reference.predict(black_box(f.view())).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
