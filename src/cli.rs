@@ -15,12 +15,15 @@ pub const DEFAULT_MODEL_DIR: &str = "models/ford_used_car_price";
     about = "Serves XGBoost bundles with predictions identical to the Python pipeline"
 )]
 pub struct Cli {
+    /// What to do; `serve` when absent.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the bundle over HTTP (the default).
+    Serve(ServeArgs),
     /// Score a CSV or JSON file offline and print the predictions as a JSON array.
     Predict(PredictArgs),
     /// Inspect the bundles in a folder.
@@ -53,4 +56,44 @@ pub enum ModelsCommand {
         #[arg(long, env = "XGSERVE_MODELS", default_value = "models")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "XGSERVE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (Bento's).
+    #[arg(long, env = "XGSERVE_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// The bundle folder.
+    #[arg(long, env = "XGSERVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
+    pub model: PathBuf,
+    /// Most rows accepted in one request; more is refused with 413.
+    #[arg(long, env = "XGSERVE_MAX_ROWS", default_value_t = 10_000)]
+    pub max_rows: usize,
+    /// Largest request body in bytes; larger is refused with 413.
+    #[arg(long, env = "XGSERVE_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Log lines as `text` or `json`; filter with RUST_LOG.
+    #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self::parse_from_env_defaults()
+    }
+}
+
+impl ServeArgs {
+    /// The defaults, with environment variables applied, as when no subcommand is given.
+    fn parse_from_env_defaults() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::parse_from(["xgserve"]).args
+    }
 }

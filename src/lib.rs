@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod http;
 pub mod input;
 pub mod preprocess;
 pub mod pyfloat;
