@@ -68,6 +68,8 @@ pub struct Model {
     pub forest: Forest,
     /// Parity cases checked at load (rows predicted, rows refused as Python refused them).
     pub parity: (usize, usize),
+    /// A request body for documentation: the bundle's `example.json`, or its first parity rows.
+    pub example: serde_json::Value,
 }
 
 impl Model {
@@ -155,6 +157,11 @@ impl Model {
         }
 
         let parity_bytes = take("parity.json")?;
+        let example = match files.remove("example.json") {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| error(&dir.join("example.json"), format!("not valid JSON: {e}")))?,
+            None => first_rows(&parity_bytes, 2),
+        };
         let model = Model {
             manifest,
             dir,
@@ -163,13 +170,19 @@ impl Model {
             preprocessor,
             forest,
             parity: (0, 0),
+            example,
         };
         Ok((model, parity_bytes))
     }
 
     /// Scores a batch: preprocessing, then the trees.
     pub fn predict(&self, batch: &Batch) -> Result<Vec<f32>, InputError> {
-        let features = self.preprocessor.transform(batch)?;
+        self.predict_counting(batch, &mut [])
+    }
+
+    /// As [`Self::predict`], counting per input the values that were not a known category.
+    pub fn predict_counting(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Vec<f32>, InputError> {
+        let features = self.preprocessor.transform_counting(batch, unknown)?;
         Ok(self.forest.predict(features.view()).expect("load checked the widths"))
     }
 
@@ -216,6 +229,19 @@ impl Model {
         }
         Ok(checked)
     }
+}
+
+/// The first `n` rows of the parity inputs, as a columnar body.
+fn first_rows(parity: &[u8], n: usize) -> serde_json::Value {
+    let parity: serde_json::Value = serde_json::from_slice(parity).unwrap_or_default();
+    let mut body = serde_json::Map::new();
+    if let Some(columns) = parity["inputs"].as_object() {
+        for (name, values) in columns {
+            let head: Vec<serde_json::Value> = values.as_array().into_iter().flatten().take(n).cloned().collect();
+            body.insert(name.clone(), head.into());
+        }
+    }
+    body.into()
 }
 
 /// Row `row` of `batch` as a batch of its own.

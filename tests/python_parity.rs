@@ -66,7 +66,7 @@ fn shipped_bundle_equals_python_on_every_row_of_the_data_set() {
 #[test]
 fn shipped_bundle_is_what_train_py_writes() {
     let fresh = common::reference().join("ford");
-    for file in ["model.json", "preprocess.json", "parity.json"] {
+    for file in ["model.json", "preprocess.json", "parity.json", "example.json"] {
         let shipped = std::fs::read(common::shipped_bundle().join(file)).unwrap();
         let trained = std::fs::read(fresh.join(file)).unwrap();
         assert!(

@@ -27,6 +27,11 @@ sys.path.insert(0, str(REPO / "training"))
 from xgserve_export import CategoryMap, KeepOrReplace, Strip, export  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ford.csv"
+# The request body the Bento service was documented with; the API docs' example.
+EXAMPLE = {"model": ["C-MAX", "EcoSport"], "year": [2014, 2019], "price": [8295, 18995],
+           "transmission": ["Semi-Auto", "Automatic"], "mileage": [40000, 1400],
+           "fuelType": ["Diesel", "Petrol"], "tax": [160, 150], "mpg": [50.4, 44.1],
+           "engineSize": [2.0, 1.0]}
 DEFAULT_OUT = REPO / "models" / "ford_used_car_price"
 
 
@@ -93,7 +98,7 @@ def main():
         print(f"{split:>5}: RMSE {values['rmse']:.2f}  MAE {values['mae']:.2f}  "
               f"MAPE {values['mape_percent']:.2f}%")
 
-    manifest = export(pipeline, args.out, "ford_used_car_price", X_train, metrics=scores)
+    manifest = export(pipeline, args.out, "ford_used_car_price", X_train, metrics=scores, example=EXAMPLE)
     print(f"wrote {args.out} (version {manifest['version']})")
 
     if args.predictions:

@@ -264,6 +264,12 @@ impl Preprocessor {
     /// The feature matrix for `batch` (rows × `num_features`), or the first value the Python
     /// pipeline would refuse.
     pub fn transform(&self, batch: &Batch) -> Result<Array2<f32>, InputError> {
+        self.transform_counting(batch, &mut [])
+    }
+
+    /// As [`Self::transform`], also adding to `unknown[i]` the values of input `i` that were not a
+    /// known category (nulls included) and took the encoder's fallback. `unknown` may be empty.
+    pub fn transform_counting(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Array2<f32>, InputError> {
         self.check_shape(batch)?;
         let width = self.spec.num_features;
         // One-hot cells not set to 1.0 keep this value: a sparse output has them missing, not zero.
@@ -283,7 +289,11 @@ impl Preprocessor {
                         for (row, value) in values.iter().enumerate() {
                             let text = block.text(j, value.as_deref());
                             let cells = &mut out[row * width + first..];
-                            block.encode(j, text, cells, self).map_err(|e| e.at(name, row))?;
+                            if block.encode(j, text, cells, self).map_err(|e| e.at(name, row))? {
+                                if let Some(count) = unknown.get_mut(input) {
+                                    *count += 1;
+                                }
+                            }
                         }
                     }
                 }
@@ -402,34 +412,44 @@ impl Block {
         Ok(x)
     }
 
-    fn encode(&self, j: usize, text: Option<&str>, cells: &mut [f32], pre: &Preprocessor) -> Result<(), StepError> {
+    /// Encodes one text value into `cells`; `Ok(true)` when the value was not a known category
+    /// (null included) and the encoder's fallback was used.
+    fn encode(&self, j: usize, text: Option<&str>, cells: &mut [f32], pre: &Preprocessor) -> Result<bool, StepError> {
         let unknown = |text: Option<&str>| match text {
             Some(s) => format!("unknown category {s:?}"),
             None => "missing value where a category is required".to_owned(),
         };
-        let x = match self.encoder.as_ref() {
+        let (x, fell_back) = match self.encoder.as_ref() {
             Some(Encoder::OneHot { lookup, refuse_unknown }) => {
-                match text.and_then(|s| lookup[j].get(s)) {
-                    Some(Some(offset)) => cells[*offset] = 1.0,
-                    Some(None) => {}
-                    None if *refuse_unknown => return Err(StepError(InputErrorKind::UnknownCategory, unknown(text))),
-                    None => {}
-                }
-                return Ok(());
+                return match text.and_then(|s| lookup[j].get(s)) {
+                    Some(Some(offset)) => {
+                        cells[*offset] = 1.0;
+                        Ok(false)
+                    }
+                    Some(None) => Ok(false),
+                    None if *refuse_unknown => Err(StepError(InputErrorKind::UnknownCategory, unknown(text))),
+                    None => Ok(true),
+                };
             }
             Some(Encoder::Ordinal {
                 lookup,
                 unknown: fallback,
             }) => match text.and_then(|s| lookup[j].get(s)) {
-                Some(&index) => index as f64,
-                None => fallback.ok_or_else(|| StepError(InputErrorKind::UnknownCategory, unknown(text)))?,
+                Some(&index) => (index as f64, false),
+                None => (
+                    fallback.ok_or_else(|| StepError(InputErrorKind::UnknownCategory, unknown(text)))?,
+                    true,
+                ),
             },
-            Some(Encoder::Map { maps, default }) => text.and_then(|s| maps[j].get(s)).copied().unwrap_or(*default),
+            Some(Encoder::Map { maps, default }) => match text.and_then(|s| maps[j].get(s)) {
+                Some(&value) => (value, false),
+                None => (*default, true),
+            },
             None => return Err(StepError(InputErrorKind::Type, "text reached a numeric step".into())),
         };
         let x = self.numbers(j, x)?;
         cells[0] = pre.feature(x);
-        Ok(())
+        Ok(fell_back)
     }
 }
 

@@ -32,11 +32,12 @@ class ExportError(ValueError):
     """The pipeline holds something the engine cannot reproduce exactly."""
 
 
-def export(pipeline, out_dir, name, X_sample, metrics=None, parity_rows=300, seed=0):
+def export(pipeline, out_dir, name, X_sample, metrics=None, parity_rows=300, seed=0, example=None):
     """Writes the bundle of a fitted pipeline to ``out_dir`` and returns its ``bundle.json`` content.
 
     ``X_sample`` is a DataFrame of the training inputs: the exporter reads the input columns' types
-    from it and draws realistic values for the parity cases from it.
+    from it and draws realistic values for the parity cases from it. ``example``, a columnar request
+    body, becomes ``example.json``: the example of the server's API documentation.
     """
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         raise ExportError("expected a fitted Pipeline of exactly (ColumnTransformer, XGBModel)")
@@ -70,7 +71,15 @@ def export(pipeline, out_dir, name, X_sample, metrics=None, parity_rows=300, see
         "refused": refused,
     })
 
-    files = {f: _sha256(out / f) for f in ("model.json", "preprocess.json", "parity.json")}
+    names = ["model.json", "preprocess.json", "parity.json"]
+    example_path = out / "example.json"
+    if example is not None:
+        _predict(pipeline, pd.DataFrame(example))  # the example must be one the pipeline scores
+        _write_json(example_path, example)
+        names.append("example.json")
+    elif example_path.exists():
+        example_path.unlink()
+    files = {f: _sha256(out / f) for f in names}
     content = hashlib.sha256((files["model.json"] + files["preprocess.json"]).encode()).hexdigest()
     manifest = {
         "format": BUNDLE_FORMAT,
