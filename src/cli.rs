@@ -26,6 +26,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Score a CSV or JSON file offline and print the predictions as a JSON array.
     Predict(PredictArgs),
+    /// Write the OpenAPI document of the server for a bundle (what /docs.json serves).
+    Openapi {
+        /// The bundle folder.
+        #[arg(long, env = "XGSERVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
+        model: PathBuf,
+        /// Where to write it.
+        #[arg(long, default_value = "openapi/openapi.json")]
+        output: PathBuf,
+    },
     /// Inspect the bundles in a folder.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -75,9 +84,41 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger is refused with 413.
     #[arg(long, env = "XGSERVE_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Predictions served at once; more are refused at once with 503 and Retry-After.
+    #[arg(long, env = "XGSERVE_MAX_CONCURRENCY", default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// A prediction taking longer than this many milliseconds is abandoned with 503.
+    #[arg(long, env = "XGSERVE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Bearer token required by /predict, v2 infer and /admin/reload (which is off without one).
+    #[arg(long, env = "XGSERVE_API_KEY")]
+    pub api_key: Option<Secret>,
+    /// Origins allowed by CORS, comma-separated; CORS is off when empty.
+    #[arg(long, env = "XGSERVE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Seconds to finish requests in flight after SIGTERM before exiting anyway.
+    #[arg(long, env = "XGSERVE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
     /// Log lines as `text` or `json`; filter with RUST_LOG.
     #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// A value that never appears in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 impl Default for ServeArgs {

@@ -1,64 +1,73 @@
-//! The HTTP API in-process (`oneshot`), and one real listener on port 0 shut down cleanly.
+//! The HTTP API in-process (`oneshot`): every route, every error kind, auth, load shedding,
+//! metrics, reload and the v2 protocol; and one real listener on port 0 that drains a request in
+//! flight when told to shut down.
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use common::http::{config, get, post, send, state, state_with, Endless, EXAMPLE, EXAMPLE_RESPONSE};
 use xgserve::bundle::Model;
-use xgserve::http::{router, AppState};
-use xgserve::input::Limits;
-
-const EXAMPLE: &str = include_str!("fixtures/bento_example.json");
-
-fn state() -> AppState {
-    AppState::new(
-        Model::load(common::shipped_bundle()).unwrap(),
-        Limits { max_rows: 1000 },
-        64 * 1024,
-    )
-}
-
-async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String) {
-    let response = router(state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-fn post(content_type: &str, body: impl Into<Body>) -> Request<Body> {
-    Request::post("/predict")
-        .header("content-type", content_type)
-        .body(body.into())
-        .unwrap()
-}
+use xgserve::http::{AppState, HttpConfig};
 
 #[tokio::test]
 async fn predict_answers_bentos_exact_bytes() {
-    let (status, body) = send(&state(), post("application/json", EXAMPLE)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, include_str!("fixtures/bento_example.response").trim());
+    let answer = send(&state(), post("/predict", "application/json", EXAMPLE)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, EXAMPLE_RESPONSE.trim());
+    assert_eq!(answer.headers["content-type"], "application/json");
     // curl -d without a content type, as Bento accepted.
-    let (status, form) = send(&state(), post("application/x-www-form-urlencoded", EXAMPLE)).await;
-    assert_eq!((status, form), (StatusCode::OK, body));
+    let form = send(&state(), post("/predict", "application/x-www-form-urlencoded", EXAMPLE)).await;
+    assert_eq!((form.status, form.body), (StatusCode::OK, answer.body));
 }
 
 #[tokio::test]
-async fn records_and_csv_answer_the_same() {
+async fn records_csv_and_v2_answer_the_same() {
     let state = state();
-    let (_, columnar) = send(&state, post("application/json", EXAMPLE)).await;
+    let columnar = send(&state, post("/predict", "application/json", EXAMPLE)).await.body;
     let records = r#"[{"model": "C-MAX", "year": 2014, "transmission": "Semi-Auto", "mileage": 40000, "fuelType": "Diesel", "tax": 160, "mpg": 50.4, "engineSize": 2.0},
                       {"model": "EcoSport", "year": 2019, "transmission": "Automatic", "mileage": 1400, "fuelType": "Petrol", "tax": 150, "mpg": 44.1, "engineSize": 1.0}]"#;
     let csv = "model,year,transmission,mileage,fuelType,tax,mpg,engineSize\nC-MAX,2014,Semi-Auto,40000,Diesel,160,50.4,2.0\nEcoSport,2019,Automatic,1400,Petrol,150,44.1,1.0\n";
     assert_eq!(
-        send(&state, post("application/json", records)).await,
-        (StatusCode::OK, columnar.clone())
+        send(&state, post("/predict", "application/json", records)).await.body,
+        columnar
     );
     assert_eq!(
-        send(&state, post("text/csv; charset=utf-8", csv)).await,
-        (StatusCode::OK, columnar)
+        send(&state, post("/predict", "text/csv; charset=utf-8", csv))
+            .await
+            .body,
+        columnar
     );
+
+    let v2 = serde_json::json!({"id": "r1", "inputs": [
+        {"name": "model", "shape": [2], "datatype": "BYTES", "data": ["C-MAX", "EcoSport"]},
+        {"name": "year", "shape": [2, 1], "datatype": "INT64", "data": [[2014], [2019]]},
+        {"name": "transmission", "shape": [2], "datatype": "BYTES", "data": ["Semi-Auto", "Automatic"]},
+        {"name": "mileage", "shape": [2], "datatype": "FP64", "data": [40000, 1400]},
+        {"name": "fuelType", "shape": [2], "datatype": "BYTES", "data": ["Diesel", "Petrol"]},
+        {"name": "tax", "shape": [2], "datatype": "FP32", "data": [160, 150]},
+        {"name": "mpg", "shape": [2], "datatype": "FP64", "data": [50.4, 44.1]},
+        {"name": "engineSize", "shape": [2], "datatype": "FP64", "data": [2.0, 1.0]}]});
+    let answer = send(
+        &state,
+        post(
+            "/v2/models/ford_used_car_price/infer",
+            "application/json",
+            v2.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let json = answer.json();
+    assert_eq!(json["id"], "r1");
+    assert_eq!(json["model_name"], "ford_used_car_price");
+    assert_eq!(json["outputs"][0]["name"], "predict");
+    assert_eq!(json["outputs"][0]["datatype"], "FP32");
+    assert_eq!(json["outputs"][0]["shape"], serde_json::json!([2]));
+    assert_eq!(json["outputs"][0]["data"].to_string(), columnar);
 }
 
 #[tokio::test]
@@ -71,103 +80,398 @@ async fn every_error_kind_has_its_status_and_json_shape() {
     );
     let cases = [
         (
-            post("application/json", EXAMPLE.replace(r#""mpg": [50.4, 44.1], "#, "")),
+            EXAMPLE.replace(r#""mpg": [50.4, 44.1], "#, ""),
+            "application/json",
             422,
             "missing_column",
             Some("mpg"),
             None,
         ),
         (
-            post("application/json", EXAMPLE.replace("[2014, 2019]", "[2014]")),
+            EXAMPLE.replace("[2014, 2019]", "[2014]"),
+            "application/json",
             422,
             "ragged",
             Some("year"),
             None,
         ),
         (
-            post("application/json", EXAMPLE.replace("[2014, 2019]", r#"[2014, "x"]"#)),
+            EXAMPLE.replace("[2014, 2019]", r#"[2014, "x"]"#),
+            "application/json",
             422,
             "type",
             Some("year"),
             Some(1),
         ),
         (
-            post("application/json", EXAMPLE.replace("[40000, 1400]", "[-1, 1400]")),
+            EXAMPLE.replace("[40000, 1400]", "[-1, 1400]"),
+            "application/json",
             422,
             "out_of_range",
             Some("mileage"),
             Some(0),
         ),
-        (post("application/json", "{\"model\": ["), 400, "syntax", None, None),
-        (post("application/json", "[]"), 400, "empty", None, None),
-        (post("text/plain", EXAMPLE), 415, "unsupported_media_type", None, None),
-        (post("application/json", many_rows), 413, "too_many_rows", None, None),
         (
-            post("application/json", vec![b' '; 65 * 1024]),
+            "{\"model\": [".to_owned(),
+            "application/json",
+            400,
+            "syntax",
+            None,
+            None,
+        ),
+        ("[]".to_owned(), "application/json", 400, "empty", None, None),
+        (
+            EXAMPLE.to_owned(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+            None,
+            None,
+        ),
+        (many_rows, "application/json", 413, "too_many_rows", None, None),
+        (
+            " ".repeat(65 * 1024),
+            "application/json",
             413,
             "body_too_large",
             None,
             None,
         ),
     ];
-    for (request, status, error_type, column, row) in cases {
-        let (got, body) = send(&state, request).await;
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-        assert_eq!(got.as_u16(), status, "{body}");
-        assert_eq!(json["error_type"], error_type, "{body}");
-        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
-        assert_eq!(json.get("column").and_then(|c| c.as_str()), column, "{body}");
-        assert_eq!(json.get("row").and_then(|r| r.as_u64()), row.map(|r: u64| r), "{body}");
+    for (body, content_type, status, error_type, column, row) in cases {
+        let answer = send(&state, post("/predict", content_type, body)).await;
+        let json = answer.json();
+        assert_eq!(answer.status.as_u16(), status, "{}", answer.body);
+        assert_eq!(json["error_type"], error_type, "{}", answer.body);
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", answer.body);
+        assert_eq!(json.get("column").and_then(|c| c.as_str()), column, "{}", answer.body);
+        assert_eq!(json.get("row").and_then(|r| r.as_u64()), row, "{}", answer.body);
     }
 }
 
 #[tokio::test]
-async fn health_routes_and_info() {
+async fn health_readiness_info_and_docs() {
     let state = state();
-    for path in ["/healthz", "/livez", "/readyz"] {
-        let (status, _) = send(&state, Request::get(path).body(Body::empty()).unwrap()).await;
-        assert_eq!(status, StatusCode::OK, "{path}");
+    for path in [
+        "/healthz",
+        "/livez",
+        "/readyz",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2",
+        "/docs/",
+    ] {
+        assert_eq!(send(&state, get(path)).await.status, StatusCode::OK, "{path}");
     }
-    let (status, body) = send(&state, Request::get("/info").body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::OK);
-    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let root = send(&state, get("/")).await;
+    assert!(root.status.is_redirection());
+    assert_eq!(root.headers["location"], "/docs");
+    assert!(
+        send(&state, get("/docs/")).await.body.contains("swagger"),
+        "Swagger UI page"
+    );
+    let info = send(&state, get("/info")).await.json();
     assert_eq!(info["name"], "ford_used_car_price");
     assert_eq!(info["features"].as_array().unwrap().len(), 12);
     assert_eq!(info["trees"], 100);
+    assert_eq!(info["xgboost_version"], "1.6.2");
+    let meta = send(&state, get("/v2/models/ford_used_car_price")).await.json();
+    assert_eq!(meta["inputs"].as_array().unwrap().len(), 8);
+    assert_eq!(meta["outputs"][0]["datatype"], "FP32");
+    assert_eq!(
+        send(&state, get("/v2/models/ford_used_car_price/ready")).await.status,
+        StatusCode::OK
+    );
+    let unknown = send(&state, get("/v2/models/other")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.json()["error"].as_str().unwrap().contains("other"));
 
-    state.ready.store(false, std::sync::atomic::Ordering::Release);
-    let (status, _) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, body) = send(&state, post("application/json", EXAMPLE)).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    state.ready.store(false, Ordering::Release);
+    assert_eq!(
+        send(&state, get("/readyz")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        send(&state, get("/v2/health/ready")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let draining = send(&state, post("/predict", "application/json", EXAMPLE)).await;
+    assert_eq!(draining.status, StatusCode::SERVICE_UNAVAILABLE, "{}", draining.body);
+    assert_eq!(draining.json()["error_type"], "not_ready");
 }
 
 #[tokio::test]
-async fn real_listener_serves_then_shuts_down_cleanly() {
+async fn v2_errors_use_the_protocol_body() {
+    let state = state();
+    let missing =
+        serde_json::json!({"inputs": [{"name": "model", "shape": [1], "datatype": "BYTES", "data": ["Focus"]}]});
+    let answer = send(
+        &state,
+        post(
+            "/v2/models/ford_used_car_price/infer",
+            "application/json",
+            missing.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer.json()["error"].as_str().unwrap().contains("\"year\""),
+        "{}",
+        answer.body
+    );
+    let answer = send(
+        &state,
+        post("/v2/models/nope/infer", "application/json", missing.to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = send(
+        &state,
+        post("/v2/models/ford_used_car_price/infer", "application/json", "{"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.json()["error"].is_string());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_rows_and_unknown_categories() {
+    let state = state();
+    let unknown_model = EXAMPLE.replace("\"C-MAX\"", "\"Model T\"");
+    assert_eq!(
+        send(&state, post("/predict", "application/json", unknown_model))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&state, post("/predict", "application/json", "[]")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let metrics = send(&state, get("/metrics")).await.body;
+    for line in [
+        "xgserve_rows_predicted_total 2",
+        r#"xgserve_unknown_categories_total{column="model"} 1"#,
+        r#"xgserve_http_requests_total{method="POST",route="/predict",status="200"} 1"#,
+        r#"xgserve_http_requests_total{method="POST",route="/predict",status="400"} 1"#,
+        r#"xgserve_http_request_duration_seconds_count{route="/predict"} 2"#,
+        "xgserve_predict_duration_seconds_count 1",
+        r#"xgserve_model_info{digest=""#,
+        "xgserve_http_requests_in_flight 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_guards_predictions_and_admin_but_not_health_docs_or_metrics() {
+    let state = state_with(HttpConfig {
+        api_key: Some("s3cret".into()),
+        ..config()
+    });
+    let denied = send(&state, post("/predict", "application/json", EXAMPLE)).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers["www-authenticate"], "Bearer");
+    assert_eq!(denied.json()["error_type"], "unauthorized");
+    let wrong = Request::post("/predict")
+        .header("authorization", "Bearer nope")
+        .body(Body::from(EXAMPLE))
+        .unwrap();
+    assert_eq!(send(&state, wrong).await.status, StatusCode::UNAUTHORIZED);
+    let v2 = post("/v2/models/ford_used_car_price/infer", "application/json", "{}");
+    assert_eq!(send(&state, v2).await.status, StatusCode::UNAUTHORIZED);
+    let allowed = Request::post("/predict")
+        .header("authorization", "Bearer s3cret")
+        .header("content-type", "application/json")
+        .body(Body::from(EXAMPLE))
+        .unwrap();
+    assert_eq!(send(&state, allowed).await.body, EXAMPLE_RESPONSE.trim());
+    for path in ["/healthz", "/readyz", "/metrics", "/docs.json", "/info"] {
+        assert_eq!(send(&state, get(path)).await.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_and_retry_after_and_slow_requests_time_out() {
+    let state = state_with(HttpConfig {
+        max_concurrency: 1,
+        request_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let stuck = Request::post("/predict")
+        .header("content-type", "application/json")
+        .body(Body::new(Endless))
+        .unwrap();
+    let held = tokio::spawn({
+        let state = state.clone();
+        async move { send(&state, stuck).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let shed = send(&state, post("/predict", "application/json", EXAMPLE)).await;
+    assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", shed.body);
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert_eq!(shed.json()["error_type"], "overloaded");
+    let timed_out = held.await.unwrap();
+    assert_eq!(timed_out.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(timed_out.json()["error_type"], "timeout");
+    assert_eq!(timed_out.headers["retry-after"], "1");
+    // The permit is back.
+    assert_eq!(
+        send(&state, post("/predict", "application/json", EXAMPLE)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_made_or_echoed() {
+    let state = state();
+    let made = send(&state, get("/livez")).await;
+    assert!(made.headers["x-request-id"].len() >= 32);
+    let given = Request::get("/livez")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&state, given).await.headers["x-request-id"], "abc-123");
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_origins_are_configured() {
+    let preflight = || {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/predict")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let off = send(&state(), preflight()).await;
+    assert!(!off.headers.contains_key("access-control-allow-origin"));
+    let on = state_with(HttpConfig {
+        cors_origins: vec!["https://app.example".into()],
+        ..config()
+    });
+    let answer = send(&on, preflight()).await;
+    assert_eq!(answer.headers["access-control-allow-origin"], "https://app.example");
+}
+
+/// A copy of the shipped bundle, so a test can change it under a running server.
+fn bundle_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::shipped_bundle()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn reload_swaps_a_good_bundle_and_refuses_a_bad_one_while_the_old_serves() {
+    let dir = bundle_copy();
+    let state = AppState::new(
+        Model::load(dir.path()).unwrap(),
+        HttpConfig {
+            api_key: Some("k".into()),
+            ..config()
+        },
+    );
+    let reload = || {
+        Request::post("/admin/reload")
+            .header("authorization", "Bearer k")
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let good = send(&state, reload()).await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.body);
+    assert_eq!(good.json()["name"], "ford_used_car_price");
+
+    std::fs::write(dir.path().join("model.json"), b"{\"broken\": true}").unwrap();
+    let bad = send(&state, reload()).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.json()["error_type"], "reload_refused");
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("model.json: digest mismatch"),
+        "{}",
+        bad.body
+    );
+    // The old model still serves.
+    let predict = Request::post("/predict")
+        .header("authorization", "Bearer k")
+        .header("content-type", "application/json")
+        .body(Body::from(EXAMPLE))
+        .unwrap();
+    let answer = send(&state, predict).await;
+    assert_eq!(answer.body, EXAMPLE_RESPONSE.trim());
+
+    let metrics = send(&state, get("/metrics")).await.body;
+    assert!(
+        metrics.contains(r#"xgserve_model_reloads_total{result="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"xgserve_model_reloads_total{result="error"} 1"#),
+        "{metrics}"
+    );
+
+    assert_eq!(
+        send(&state, Request::post("/admin/reload").body(Body::empty()).unwrap())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let no_token = send(
+        &common::http::state(),
+        Request::post("/admin/reload").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert_eq!(no_token.json()["error_type"], "reload_disabled");
+}
+
+#[tokio::test]
+async fn real_listener_finishes_a_request_in_flight_when_shut_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let state = state();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xgserve::http::run(listener, state(), async move {
+    let server = tokio::spawn(xgserve::http::run(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
+
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!(
-        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{EXAMPLE}",
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         EXAMPLE.len()
     );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(
-        response.ends_with(include_str!("fixtures/bento_example.response").trim()),
-        "{response}"
-    );
+    // Headers and half the body, then the shutdown, then the rest of the body.
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&EXAMPLE.as_bytes()[..100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
-    let result = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!state.is_ready(), "not ready once shutdown starts");
+    stream.write_all(&EXAMPLE.as_bytes()[100..]).await.unwrap();
+
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(EXAMPLE_RESPONSE.trim()), "{response}");
+    drop(stream);
+    let result = tokio::time::timeout(Duration::from_secs(5), server).await;
     assert!(
         matches!(result, Ok(Ok(Ok(())))),
         "server did not stop cleanly: {result:?}"
     );
+    // New connections are refused once it has stopped.
+    assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }

@@ -10,6 +10,13 @@ use crate::cli::{Cli, Command, ModelsCommand};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or_else(|| Command::Serve(Default::default())) {
         Command::Serve(args) => serve::run(args),
+        Command::Openapi { model, output } => {
+            let model = crate::bundle::Model::load(&model)?;
+            let mut text = serde_json::to_string_pretty(&crate::http::openapi::spec(&model))?;
+            text.push('\n');
+            std::fs::write(&output, text).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
+            Ok(())
+        }
         Command::Predict(args) => predict::run(&args),
         Command::Models(ModelsCommand::List { dir }) => models::list(&dir, &mut std::io::stdout()),
     }

@@ -1,12 +1,12 @@
-//! `xgserve serve`: load and prove the bundle, then serve it until SIGTERM or SIGINT.
+//! `xgserve serve`: load and prove the bundle, then serve it; SIGHUP reloads, SIGTERM/SIGINT drain.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::bundle::Model;
 use crate::cli::ServeArgs;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, HttpConfig};
 use crate::input::Limits;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -14,6 +14,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(?args, "effective configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(args))
+}
+
+fn config(args: &ServeArgs) -> HttpConfig {
+    HttpConfig {
+        limits: Limits {
+            max_rows: args.max_rows,
+        },
+        max_body_bytes: args.max_body_bytes,
+        api_key: args.api_key.as_ref().map(|s| s.0.clone()),
+        max_concurrency: args.max_concurrency,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        cors_origins: args.cors_origins.clone(),
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -33,24 +46,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
-    let state = AppState::new(
-        model,
-        Limits {
-            max_rows: args.max_rows,
-        },
-        args.max_body_bytes,
-    );
-    http::run(listener, state, shutdown_signal()).await?;
+    let state = AppState::new(model, config(&args));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(state.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let server = tokio::spawn(http::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    shutdown_signal().await;
+    let _ = stop.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!(
+            seconds = grace.as_secs(),
+            "requests still in flight after the grace period; exiting"
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload only through /admin/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the bundle");
+        // Success and refusal are both logged and counted by `reload`.
+        let _ = state.reload().await;
+    }
 }
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

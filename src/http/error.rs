@@ -1,11 +1,17 @@
 //! One error type for every HTTP refusal, one status table, one JSON body:
 //! `{"error": ..., "error_type": ..., "column": ..., "row": ...}` (column and row where they apply).
+//! The v2 routes answer the same statuses with the protocol's `{"error": ...}` body.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::bundle::BundleError;
 use crate::preprocess::{InputError, InputErrorKind};
+
+/// Seconds a shed or timed-out client is asked to wait before trying again.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Why a request was not answered with predictions.
 #[derive(Debug, thiserror::Error)]
@@ -18,17 +24,33 @@ pub enum ApiError {
     BodyTooLarge(usize),
     #[error("could not read the body: {0}")]
     BodyRead(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("reload is disabled: start the server with --api-key to enable it")]
+    ReloadDisabled,
+    #[error("reload refused, the previous model keeps serving: {0}")]
+    Reload(#[from] BundleError),
+    #[error("model {0:?} is not served here")]
+    UnknownModel(String),
+    #[error("the server is at its concurrency limit; retry shortly")]
+    Overloaded,
+    #[error("the prediction took longer than {0} ms")]
+    Timeout(u128),
     #[error("the model is not ready")]
     NotReady,
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong, naming the column and row where they apply.
     pub error: String,
-    pub error_type: &'static str,
+    /// A stable name for the kind of error, e.g. `missing_column` or `overloaded`.
+    pub error_type: String,
+    /// The column at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// The row at fault, counted from 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row: Option<usize>,
 }
@@ -48,18 +70,49 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ReloadDisabled => StatusCode::FORBIDDEN,
+            ApiError::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ApiError::Overloaded | ApiError::Timeout(_) | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> &'static str {
         match self {
             ApiError::Input(e) => e.kind.as_str(),
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BodyRead(_) => "body_read",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ReloadDisabled => "reload_disabled",
+            ApiError::Reload(_) => "reload_refused",
+            ApiError::UnknownModel(_) => "unknown_model",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Timeout(_) => "timeout",
             ApiError::NotReady => "not_ready",
         }
+    }
+
+    /// The response with `body`, plus the headers this error calls for.
+    fn respond(&self, body: impl IntoResponse) -> Response {
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Overloaded | ApiError::Timeout(_) | ApiError::NotReady => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+
+    /// The Open Inference Protocol's error body, `{"error": ...}`, with the same status.
+    pub fn into_v2_response(self) -> Response {
+        self.respond(axum::Json(serde_json::json!({ "error": self.to_string() })))
     }
 }
 
@@ -71,10 +124,10 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: self.to_string(),
-            error_type: self.error_type(),
+            error_type: self.error_type().to_owned(),
             column,
             row,
         };
-        (self.status(), axum::Json(body)).into_response()
+        self.respond(axum::Json(body))
     }
 }

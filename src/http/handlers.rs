@@ -1,4 +1,6 @@
-//! The route handlers.
+//! The route handlers of the Bento-compatible API and the operations routes.
+
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -8,14 +10,32 @@ use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::bundle::Model;
 use crate::input;
+use crate::preprocess::Batch;
 use crate::pyfloat;
 
 /// Batches above this many rows are scored on the blocking pool, so they never stall other requests.
 const INLINE_ROWS: usize = 256;
 
-/// `POST /predict`: columnar JSON (Bento's format), a list of records, or CSV with a header row.
-/// Answers a JSON array of float32 predictions, byte-identical to the Bento service's.
+/// Scores the cars in the body (Bento's columnar JSON, a list of records, or CSV with a header row)
+/// and answers a JSON array of float32 predictions, byte-identical to the Bento service's.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    tag = "predict",
+    responses(
+        (status = 200, description = "One float32 prediction per row, as Python's json.dumps writes them", body = Vec<f32>,
+         example = json!([8506.8203125, 17892.189453125])),
+        (status = 400, description = "The body is not valid JSON or CSV, or has no rows", body = super::ErrorBody),
+        (status = 401, description = "A token is configured and the request does not carry it", body = super::ErrorBody),
+        (status = 413, description = "More rows or bytes than the configured limits", body = super::ErrorBody),
+        (status = 415, description = "Neither JSON nor CSV", body = super::ErrorBody),
+        (status = 422, description = "A column is missing or ragged, or a value has the wrong type or is out of range; names the column and row", body = super::ErrorBody),
+        (status = 503, description = "Overloaded, timed out or shutting down; see Retry-After", body = super::ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     if !state.is_ready() {
         return Err(ApiError::NotReady);
@@ -31,21 +51,16 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Bo
         "text/csv" => true,
         _ => return Err(ApiError::UnsupportedMediaType(content_type.to_owned())),
     };
-    let bytes = read_body(body, state.max_body_bytes).await?;
-    let inputs = state.model.preprocessor.inputs();
+    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let model = state.model();
+    let inputs = model.preprocessor.inputs();
+    let limits = state.config.limits;
     let batch = if is_csv {
-        input::decode_csv(&bytes, inputs, state.limits)?
+        input::decode_csv(&bytes, inputs, limits)?
     } else {
-        input::decode_json(&bytes, inputs, state.limits)?
+        input::decode_json(&bytes, inputs, limits)?
     };
-    let predictions = if batch.rows() <= INLINE_ROWS {
-        state.model.predict(&batch)?
-    } else {
-        let model = state.model.clone();
-        tokio::task::spawn_blocking(move || model.predict(&batch))
-            .await
-            .map_err(|e| ApiError::BodyRead(format!("prediction task failed: {e}")))??
-    };
+    let predictions = score(&state, model, batch).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         pyfloat::float32_array(&predictions),
@@ -53,7 +68,35 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Bo
         .into_response())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Scores a batch (inline when small, on the blocking pool when large) and records its metrics.
+pub(super) async fn score(state: &AppState, model: std::sync::Arc<Model>, batch: Batch) -> Result<Vec<f32>, ApiError> {
+    let rows = batch.rows();
+    let run = move || {
+        let started = Instant::now();
+        let mut unknown = vec![0u64; model.preprocessor.inputs().len()];
+        let result = model.predict_counting(&batch, &mut unknown);
+        (model, result, unknown, started.elapsed().as_secs_f64())
+    };
+    let (model, result, unknown, seconds) = if rows <= INLINE_ROWS {
+        run()
+    } else {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| ApiError::BodyRead(format!("prediction task failed: {e}")))?
+    };
+    let predictions = result?;
+    let named: Vec<(&str, u64)> = model
+        .preprocessor
+        .inputs()
+        .iter()
+        .map(|i| i.name.as_str())
+        .zip(unknown)
+        .collect();
+    state.metrics.record_prediction(rows, seconds, &named);
+    Ok(predictions)
+}
+
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(error) => {
@@ -69,12 +112,23 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// `GET /healthz`, `/livez`: the process answers.
+/// The process answers (Bento's `/healthz`).
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+/// The process answers (Bento's `/livez`).
+#[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, description = "Alive")))]
 pub async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-/// `GET /readyz`: 200 once the model is loaded and warmed (parity checked), 503 while draining.
+/// Ready once the bundle is loaded and its parity cases replayed; not ready while shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready to predict"),
+    (status = 503, description = "Shutting down"),
+))]
 pub async fn ready(State(state): State<AppState>) -> StatusCode {
     if state.is_ready() {
         StatusCode::OK
@@ -83,9 +137,10 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
     }
 }
 
-/// `GET /info`: which model is served.
+/// The served model: name, version, digest, inputs, features, training metrics.
+#[utoipa::path(get, path = "/info", tag = "operations", responses((status = 200, description = "The served model", body = Object)))]
 pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let model = &state.model;
+    let model = state.model();
     let forest = model.forest.info();
     Json(json!({
         "name": model.manifest.name,
@@ -95,9 +150,42 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "task": model.manifest.task,
         "objective": forest.objective,
         "trees": forest.trees,
+        "xgboost_version": forest.xgboost_version.map(|v| format!("{}.{}.{}", v[0], v[1], v[2])),
         "inputs": model.preprocessor.inputs(),
         "features": model.manifest.feature_names,
         "metrics": model.manifest.metrics,
         "libraries": model.manifest.libraries,
     }))
+}
+
+/// Prometheus metrics in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// The OpenAPI document of this server and model (also at Bento's `/docs.json`).
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    Json(super::openapi::spec(&state.model()))
+}
+
+/// Loads the bundle again, checks it and swaps it in; a refused bundle leaves the old one serving.
+/// Enabled only when a token is configured.
+#[utoipa::path(post, path = "/admin/reload", tag = "operations", responses(
+    (status = 200, description = "The new model serves", body = Object),
+    (status = 401, description = "Missing or wrong token", body = super::ErrorBody),
+    (status = 403, description = "No token is configured, so reload is disabled", body = super::ErrorBody),
+    (status = 422, description = "The bundle was refused (with the file and reason); the old model keeps serving", body = super::ErrorBody),
+), security(("bearer" = [])))]
+pub async fn reload(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.config.api_key.is_none() {
+        return Err(ApiError::ReloadDisabled);
+    }
+    let model = state.reload().await?;
+    Ok(Json(
+        json!({"name": model.manifest.name, "version": model.manifest.version, "digest": model.digest}),
+    ))
 }

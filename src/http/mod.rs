@@ -1,58 +1,201 @@
-//! The HTTP transport: a Bento-compatible `/predict` and the health routes, over a loaded bundle.
+//! The HTTP transport: a Bento-compatible `/predict`, the Open Inference Protocol v2, health,
+//! metrics, OpenAPI with Swagger UI, and hot reload, over one loaded bundle.
 //!
 //! `run(listener, state, shutdown)` takes its listener and shutdown signal as arguments, so tests bind
 //! port 0, run in parallel and stop cleanly; `router(state)` serves tests in-process.
 
 mod error;
 mod handlers;
+pub mod metrics;
+mod middleware;
+pub mod openapi;
+mod v2;
 
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::bundle::Model;
+use crate::bundle::{BundleError, Model};
 use crate::input::Limits;
+use metrics::Metrics;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub model: Arc<Model>,
-    /// Cleared while shutting down, so `/readyz` sends traffic elsewhere before the listener closes.
-    pub ready: Arc<AtomicBool>,
+/// How the server treats requests; built from the `serve` flags.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Rows and body size a request may carry.
     pub limits: Limits,
-    /// Largest request body read, in bytes.
     pub max_body_bytes: usize,
+    /// Bearer token for `/predict`, v2 infer and `/admin/reload`; `None` leaves them open.
+    pub api_key: Option<String>,
+    /// Predictions served at once; more are refused with 503 and `Retry-After` instead of queueing.
+    pub max_concurrency: usize,
+    /// A prediction taking longer is abandoned with 503.
+    pub request_timeout: Duration,
+    /// Origins allowed by CORS; empty turns CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits { max_rows: 10_000 },
+            max_body_bytes: 8 * 1024 * 1024,
+            api_key: None,
+            max_concurrency: 256,
+            request_timeout: Duration::from_secs(10),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    /// The served model; a reload swaps it while requests in flight keep the one they started with.
+    pub model: ArcSwap<Model>,
+    /// Cleared while shutting down, so `/readyz` sends traffic elsewhere before the listener closes.
+    pub ready: AtomicBool,
+    pub config: HttpConfig,
+    pub metrics: Metrics,
+    /// One permit per prediction in flight.
+    permits: Arc<Semaphore>,
+    /// Reloads run one at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
-    pub fn new(model: Model, limits: Limits, max_body_bytes: usize) -> Self {
-        Self {
-            model: Arc::new(model),
-            ready: Arc::new(AtomicBool::new(true)),
-            limits,
-            max_body_bytes,
-        }
+    pub fn new(model: Model, config: HttpConfig) -> Self {
+        let metrics = Metrics::new();
+        metrics.set_model(&model.manifest.name, &model.manifest.version, &model.digest);
+        Self(Arc::new(Shared {
+            model: ArcSwap::from_pointee(model),
+            ready: AtomicBool::new(true),
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            config,
+            metrics,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// The model to serve this request with.
+    pub fn model(&self) -> Arc<Model> {
+        self.model.load_full()
+    }
+
+    /// Loads the bundle again from its folder, checks it and swaps it in; on any refusal the old
+    /// model keeps serving and the error says why.
+    pub async fn reload(&self) -> Result<Arc<Model>, BundleError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let dir = self.model().dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || Model::load(dir)).await;
+        let result = loaded.unwrap_or_else(|e| {
+            Err(BundleError {
+                path: self.model().dir.clone(),
+                reason: format!("the load task failed: {e}"),
+            })
+        });
+        match result {
+            Ok(model) => {
+                let model = Arc::new(model);
+                self.metrics
+                    .set_model(&model.manifest.name, &model.manifest.version, &model.digest);
+                self.model.store(model.clone());
+                self.metrics.record_reload(true);
+                tracing::info!(name = %model.manifest.name, version = %model.manifest.version, digest = %model.digest, "reloaded");
+                Ok(model)
+            }
+            Err(error) => {
+                self.metrics.record_reload(false);
+                tracing::error!(%error, "reload refused; the previous model keeps serving");
+                Err(error)
+            }
+        }
+    }
 }
 
-/// Every route.
+/// Every route, with its middleware.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let spec = openapi::spec(&state.model());
+    // Predictions: authorized first, then one permit each and a deadline.
+    let predictions = Router::new()
         .route("/predict", post(handlers::predict))
-        .route("/healthz", get(handlers::live))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route_layer(from_fn_with_state(state.clone(), middleware::shed));
+    let guarded = predictions
+        .route("/admin/reload", post(handlers::reload))
+        .route_layer(from_fn_with_state(state.clone(), middleware::authorize));
+    let open = Router::new()
+        .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .route("/healthz", get(handlers::healthz))
         .route("/livez", get(handlers::live))
         .route("/readyz", get(handlers::ready))
         .route("/info", get(handlers::info))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready));
+    let cors = (!state.config.cors_origins.is_empty()).then(|| {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+    });
+    let traced = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+    });
+    Router::new()
+        .merge(guarded)
+        .merge(open)
+        .merge(SwaggerUi::new("/docs").url("/docs.json", spec))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(traced)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 
@@ -62,12 +205,11 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ready = state.ready.clone();
-    let app = router(state);
+    let app = router(state.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            ready.store(false, Ordering::Release);
+            state.ready.store(false, Ordering::Release);
         })
         .await
 }

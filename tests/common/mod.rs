@@ -32,3 +32,5 @@ pub fn ford_csv() -> PathBuf {
     );
     path
 }
+
+pub mod http;

@@ -1,0 +1,52 @@
+//! Request guards: the bearer token, and load shedding with a deadline.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+/// With `--api-key` set, the guarded routes need `Authorization: Bearer <key>`.
+pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(key) = state.config.api_key.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same_secret(token.as_bytes(), key.as_bytes()) => next.run(request).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Compares in time that does not depend on where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One permit per prediction: over the limit the request is refused at once with 503 and
+/// `Retry-After` rather than queued, and a prediction past the deadline is abandoned with 503.
+pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        return ApiError::Overloaded.into_response();
+    };
+    let deadline = state.config.request_timeout;
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(deadline.as_millis()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_by_value() {
+        assert!(super::same_secret(b"s3cret", b"s3cret"));
+        assert!(!super::same_secret(b"s3cret", b"s3creT"));
+        assert!(!super::same_secret(b"s3cre", b"s3cret"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Helpers for driving the router in-process.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use xgserve::bundle::Model;
+use xgserve::http::{router, AppState, HttpConfig};
+use xgserve::input::Limits;
+
+pub const EXAMPLE: &str = include_str!("../fixtures/bento_example.json");
+pub const EXAMPLE_RESPONSE: &str = include_str!("../fixtures/bento_example.response");
+
+pub fn config() -> HttpConfig {
+    HttpConfig {
+        limits: Limits { max_rows: 1000 },
+        max_body_bytes: 64 * 1024,
+        ..HttpConfig::default()
+    }
+}
+
+pub fn state_with(config: HttpConfig) -> AppState {
+    AppState::new(Model::load(super::shipped_bundle()).unwrap(), config)
+}
+
+pub fn state() -> AppState {
+    state_with(config())
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+pub async fn send(state: &AppState, request: Request<Body>) -> Answer {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+pub fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+pub fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// A body that never ends: the request stays in flight until it is dropped.
+pub struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}

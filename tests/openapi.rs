@@ -1,0 +1,133 @@
+//! The OpenAPI document is honest: the committed `openapi/openapi.json` is what the server serves,
+//! and every status it declares for every operation is produced by a real request here.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::http::{config, get, post, send, state, state_with, Endless, EXAMPLE};
+use xgserve::bundle::Model;
+use xgserve::http::openapi::spec;
+use xgserve::http::{AppState, HttpConfig};
+
+fn committed() -> serde_json::Value {
+    let path = common::repo().join("openapi/openapi.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn committed_document_is_what_the_server_serves() {
+    let generated = serde_json::to_value(spec(&Model::load(common::shipped_bundle()).unwrap())).unwrap();
+    assert!(
+        generated == committed(),
+        "openapi/openapi.json is stale: run `cargo run -- openapi` and commit it"
+    );
+    let state = state();
+    for path in ["/docs.json", "/openapi.json"] {
+        assert_eq!(send(&state, get(path)).await.json(), generated, "{path}");
+    }
+}
+
+#[test]
+fn request_schema_and_example_come_from_the_bundle() {
+    let doc = committed();
+    let body = &doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(
+        body["example"],
+        serde_json::from_str::<serde_json::Value>(EXAMPLE).unwrap()
+    );
+    let properties = body["schema"]["properties"].as_object().unwrap();
+    let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    let transmission = &properties["transmission"]["items"]["enum"];
+    assert_eq!(
+        transmission,
+        &serde_json::json!(["Automatic", "Manual", "Semi-Auto", null])
+    );
+    // Fuel types outside the kept ones are grouped, not refused: no enum.
+    assert!(properties["fuelType"]["items"].get("enum").is_none());
+    assert_eq!(
+        properties["year"]["items"]["type"],
+        serde_json::json!(["number", "null"])
+    );
+}
+
+/// A request that makes `path` answer `status`, with the state it needs.
+async fn trigger(path: &str, status: u16) -> Option<u16> {
+    let with_token = || {
+        state_with(HttpConfig {
+            api_key: Some("t".into()),
+            ..config()
+        })
+    };
+    let authed = |request: axum::http::request::Builder| request.header("authorization", "Bearer t");
+    let answer = match (path, status) {
+        ("/predict", 200) => send(&state(), post(path, "application/json", EXAMPLE)).await,
+        ("/predict", 400) => send(&state(), post(path, "application/json", "{")).await,
+        ("/predict", 401) => send(&with_token(), post(path, "application/json", EXAMPLE)).await,
+        ("/predict", 413) => send(&state(), post(path, "application/json", " ".repeat(70_000))).await,
+        ("/predict", 415) => send(&state(), post(path, "text/plain", EXAMPLE)).await,
+        ("/predict", 422) => send(&state(), post(path, "application/json", r#"{"model": ["Focus"]}"#)).await,
+        ("/predict", 503) => {
+            let state = state_with(HttpConfig {
+                request_timeout: Duration::from_millis(50),
+                ..config()
+            });
+            let stuck = Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::new(Endless))
+                .unwrap();
+            send(&state, stuck).await
+        }
+        ("/healthz" | "/livez" | "/readyz" | "/info" | "/metrics", 200) => send(&state(), get(path)).await,
+        ("/readyz", 503) => {
+            let state = state();
+            state.ready.store(false, std::sync::atomic::Ordering::Release);
+            send(&state, get(path)).await
+        }
+        ("/admin/reload", 200) => send(&with_token(), authed(Request::post(path)).body(Body::empty()).unwrap()).await,
+        ("/admin/reload", 401) => send(&with_token(), Request::post(path).body(Body::empty()).unwrap()).await,
+        ("/admin/reload", 403) => send(&state(), Request::post(path).body(Body::empty()).unwrap()).await,
+        ("/admin/reload", 422) => {
+            let dir = tempfile::tempdir().unwrap();
+            for entry in std::fs::read_dir(common::shipped_bundle()).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+            }
+            let state = AppState::new(
+                Model::load(dir.path()).unwrap(),
+                HttpConfig {
+                    api_key: Some("t".into()),
+                    ..config()
+                },
+            );
+            std::fs::remove_file(dir.path().join("parity.json")).unwrap();
+            send(&state, authed(Request::post(path)).body(Body::empty()).unwrap()).await
+        }
+        _ => return None,
+    };
+    Some(answer.status.as_u16())
+}
+
+#[tokio::test]
+async fn every_declared_status_is_produced() {
+    let doc = committed();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in operation["responses"].as_object().unwrap().keys() {
+                let status: u16 = status.parse().unwrap();
+                let got = trigger(path, status).await;
+                assert_eq!(
+                    got,
+                    Some(status),
+                    "{method} {path} declares {status} but no test produces it"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 17, "declared statuses checked");
+}
