@@ -83,9 +83,42 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// What `/predict` does with a body: decode the JSON, preprocess, predict, write the answer.
+fn bench_request(c: &mut Criterion) {
+    let model = model();
+    let parity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.dir.join("parity.json")).unwrap()).unwrap();
+    let scored: Vec<usize> = (0..parity["predictions"].as_array().unwrap().len())
+        .filter(|&i| !parity["predictions"][i].is_null())
+        .take(100)
+        .collect();
+    let body_100: serde_json::Map<String, serde_json::Value> = parity["inputs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, values)| (name.clone(), scored.iter().map(|&i| values[i].clone()).collect()))
+        .collect();
+    let bodies = [
+        ("2 rows", std::fs::read(model.dir.join("example.json")).unwrap()),
+        ("100 rows", serde_json::to_vec(&body_100).unwrap()),
+    ];
+    let mut group = c.benchmark_group("request");
+    for (name, body) in &bodies {
+        group.bench_with_input(BenchmarkId::new("decode+predict+encode", name), body, |b, body| {
+            b.iter(|| {
+                let batch =
+                    xgserve::input::decode_json(black_box(body), model.preprocessor.inputs(), Limits::default())
+                        .unwrap();
+                xgserve::pyfloat::float32_array(&model.predict(&batch).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_request
 }
 criterion_main!(benches);

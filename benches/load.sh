@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Load test of the release server on loopback, one report per run:
+#   2-row and 100-row POST /predict at 1 and 16 connections (req/s, p50, p99), the trivial-route
+#   ceiling (GET /livez) of the same server, peak RSS under load, and time from start to ready.
+# Usage: benches/load.sh [seconds per run, default 10]. Needs wrk (apt); installs it when missing.
+# The load generator shares the machine's cores with the server, so figures are a floor.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+port=${XGSERVE_LOAD_PORT:-3977}
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+bundle = "models/ford_used_car_price"
+example = json.load(open(f"{bundle}/example.json"))
+json.dump(example, open(f"{work}/rows2.json", "w"))
+parity = json.load(open(f"{bundle}/parity.json"))
+rows = [i for i, p in enumerate(parity["predictions"]) if p is not None][:100]
+body = {name: [values[i] for i in rows] for name, values in parity["inputs"].items()}
+json.dump(body, open(f"{work}/rows100.json", "w"))
+PY
+
+start=$(date +%s%N)
+RUST_LOG=warn target/release/xgserve serve --host 127.0.0.1 --port "$port" --max-concurrency 4096 &
+server=$!
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.001; done
+ready_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+
+run() { # name connections threads [body]
+  local name=$1 connections=$2 threads=$3 body=${4:-}
+  local out
+  if [[ -n $body ]]; then
+    out=$(BODY_FILE="$work/$body" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency \
+      -s benches/load/post.lua "http://127.0.0.1:$port/predict")
+  else
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port/livez")
+  fi
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  printf '%-22s %5s conn  %12s req/s  p50 %9s  p99 %9s  %s\n' "$name" "$connections" "$rps" "$p50" "$p99" "${errors:-no errors}"
+}
+
+echo "xgserve load test: $(nproc) cores, ${seconds}s per run, wrk on the same machine"
+run "GET /livez (ceiling)" 16 2
+run "POST /predict 2 rows" 1 1 rows2.json
+run "POST /predict 2 rows" 16 2 rows2.json
+run "POST /predict 100 rows" 1 1 rows100.json
+run "POST /predict 100 rows" 16 2 rows100.json
+echo "start to ready: ${ready_ms} ms (process start to the first 200 from /readyz)"
+echo "RSS: idle $((rss_idle / 1024)) MB, peak under load $(( $(awk '/VmHWM/ {print $2}' "/proc/$server/status") / 1024 )) MB"
