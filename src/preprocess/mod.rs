@@ -155,8 +155,58 @@ impl Hasher for Fnv {
     }
 }
 
-type FastMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
-type FastSet = HashSet<String, BuildHasherDefault<Fnv>>;
+/// Category lookup: a linear scan for the few categories most encoders have (faster than hashing
+/// a short string), FNV hashing above that.
+#[derive(Debug, Clone)]
+enum Lookup<V> {
+    Few(Vec<(Box<str>, V)>),
+    Many(HashMap<String, V, BuildHasherDefault<Fnv>>),
+}
+
+/// Up to this many categories are scanned instead of hashed.
+const SCAN_AT_MOST: usize = 8;
+
+impl<V> Lookup<V> {
+    #[inline]
+    fn get(&self, key: &str) -> Option<&V> {
+        match self {
+            Lookup::Few(entries) => entries.iter().find(|(k, _)| &**k == key).map(|(_, v)| v),
+            Lookup::Many(map) => map.get(key),
+        }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+impl<V> FromIterator<(String, V)> for Lookup<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        // Later duplicates win, as with a map.
+        let mut map: HashMap<String, V, BuildHasherDefault<Fnv>> = HashMap::default();
+        let mut order = Vec::new();
+        for (key, value) in iter {
+            if map.insert(key.clone(), value).is_none() {
+                order.push(key);
+            }
+        }
+        if map.len() > SCAN_AT_MOST {
+            return Lookup::Many(map);
+        }
+        Lookup::Few(
+            order
+                .into_iter()
+                .map(|k| {
+                    let v = map.remove(&k).expect("every key was inserted");
+                    (k.into_boxed_str(), v)
+                })
+                .collect(),
+        )
+    }
+}
+
+type FastMap<V> = Lookup<V>;
+type FastSet = Lookup<()>;
 
 /// A checked, ready-to-run preprocessing spec.
 #[derive(Debug, Clone)]
@@ -362,11 +412,21 @@ fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// Python's `str.strip()`; most values have no surrounding whitespace and return at once.
+fn python_strip(s: &str) -> &str {
+    // Printable ASCII at both ends cannot be whitespace.
+    let plain = |b: &u8| (b'!'..=b'~').contains(b);
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) if plain(first) && plain(last) => s,
+        _ => s.trim_matches(is_python_space),
+    }
+}
+
 impl Block {
     fn text<'a>(&'a self, j: usize, mut value: Option<&'a str>) -> Option<&'a str> {
         for step in &self.text {
             value = match step {
-                TextStep::Strip => value.map(|s| s.trim_matches(is_python_space)),
+                TextStep::Strip => value.map(python_strip),
                 TextStep::KeepOrReplace { keep, replacement } => match value {
                     Some(s) if keep.contains(s) => Some(s),
                     _ => Some(replacement.as_str()),
@@ -485,6 +545,8 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
     let mut numeric = Vec::new();
     let mut width = n;
     let mut multi_output = false;
+    // Features each column writes, when a one-hot encoder makes it more than one.
+    let mut column_widths = Vec::new();
     for step in &block.steps {
         if multi_output {
             return Err(spec_error("a step follows a one-hot encoder"));
@@ -503,7 +565,7 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
         match step {
             StepSpec::Strip => text.push(TextStep::Strip),
             StepSpec::KeepOrReplace { keep, replacement } => text.push(TextStep::KeepOrReplace {
-                keep: keep.iter().cloned().collect(),
+                keep: keep.iter().map(|k| (k.clone(), ())).collect(),
                 replacement: replacement.clone(),
             }),
             StepSpec::Impute { values } => {
@@ -557,8 +619,8 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
                 let mut lookup = Vec::with_capacity(n);
                 width = 0;
                 for (cats, dropped) in categories.iter().zip(drop) {
-                    let mut map = FastMap::default();
                     let mut next = 0;
+                    let mut slots = Vec::with_capacity(cats.len());
                     for (i, category) in cats.iter().enumerate() {
                         let slot = if Some(i) == *dropped {
                             None
@@ -566,10 +628,11 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
                             next += 1;
                             Some(next - 1)
                         };
-                        map.insert(category.clone(), slot);
+                        slots.push((category.clone(), slot));
                     }
                     width += next;
-                    lookup.push(map);
+                    column_widths.push(next);
+                    lookup.push(slots.into_iter().collect());
                 }
                 encoder = Some(Encoder::OneHot {
                     lookup,
@@ -625,7 +688,7 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
     for (j, &index) in indices.iter().enumerate() {
         columns.push((index, first));
         first += match &encoder {
-            Some(Encoder::OneHot { lookup, .. }) => lookup[j].values().filter(|s| s.is_some()).count(),
+            Some(Encoder::OneHot { .. }) => column_widths[j],
             _ => 1,
         };
     }
@@ -636,4 +699,42 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
         encoder,
         numeric,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_matches_python_str_strip() {
+        // Each expectation is what CPython's str.strip() returns.
+        for (input, stripped) in [
+            ("Focus", "Focus"),
+            (" Focus", "Focus"),
+            ("Focus\t\n", "Focus"),
+            ("\u{1c}Focus\u{1f}", "Focus"),
+            ("\u{a0}Ka\u{2003}", "Ka"),
+            ("\u{1}x", "\u{1}x"),
+            ("   ", ""),
+            ("", ""),
+            ("ÄÖ", "ÄÖ"),
+        ] {
+            assert_eq!(python_strip(input), stripped, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_find_the_same_values_scanned_or_hashed() {
+        for size in [1, SCAN_AT_MOST, SCAN_AT_MOST + 1, 40] {
+            let lookup: Lookup<usize> = (0..size).map(|i| (format!("c{i}"), i)).collect();
+            assert_eq!(matches!(lookup, Lookup::Few(_)), size <= SCAN_AT_MOST);
+            for i in 0..size {
+                assert_eq!(lookup.get(&format!("c{i}")), Some(&i));
+            }
+            assert_eq!(lookup.get("other"), None);
+            assert!(!lookup.contains("c"));
+        }
+        let duplicates: Lookup<u8> = [("a".to_owned(), 1), ("a".to_owned(), 2)].into_iter().collect();
+        assert_eq!(duplicates.get("a"), Some(&2));
+    }
 }
