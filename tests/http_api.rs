@@ -326,8 +326,10 @@ async fn overload_is_shed_with_503_and_retry_after_and_slow_requests_time_out() 
 #[tokio::test]
 async fn request_ids_are_made_or_echoed() {
     let state = state();
-    let made = send(&state, get("/livez")).await;
-    assert!(made.headers["x-request-id"].len() >= 32);
+    let first = send(&state, get("/livez")).await.headers["x-request-id"].clone();
+    let second = send(&state, get("/livez")).await.headers["x-request-id"].clone();
+    assert_eq!(first.len(), 32);
+    assert_ne!(first, second, "ids are unique");
     let given = Request::get("/livez")
         .header("x-request-id", "abc-123")
         .body(Body::empty())

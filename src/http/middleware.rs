@@ -50,3 +50,33 @@ mod tests {
         assert!(!super::same_secret(b"s3cre", b"s3cret"));
     }
 }
+
+/// Request ids that are unique without a system call per request: a random prefix drawn once per
+/// process, then a counter (`MakeRequestUuid` asks the OS for randomness on every request).
+#[derive(Clone)]
+pub struct RequestIds {
+    prefix: u64,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS once; its first hash is a random number.
+        let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Self {
+            prefix,
+            counter: Default::default(),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:016x}{n:016x}", self.prefix);
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
