@@ -1,0 +1,103 @@
+//! The command line as a user runs it: `predict` (stdout, --output, --features, CSV), `models list`,
+//! `openapi`, and a refusal that names the file.
+
+mod common;
+
+use std::process::Command;
+
+fn xgserve(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xgserve"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn predict_prints_bentos_answer_and_writes_files() {
+    let (ok, stdout, stderr) = xgserve(&["predict", "--input", "tests/fixtures/bento_example.json"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), include_str!("fixtures/bento_example.response").trim());
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("cars.csv");
+    std::fs::write(&csv, "model,year,transmission,mileage,fuelType,tax,mpg,engineSize\r\n C-MAX,2014,Semi-Auto,40000,Diesel,160,50.4,2.0\r\nEcoSport,2019,Automatic,1400,Petrol,150,44.1,1.0\r\n").unwrap();
+    let output = dir.path().join("out.json");
+    let (ok, _, stderr) = xgserve(&[
+        "predict",
+        "--input",
+        csv.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap().trim(), stdout.trim());
+
+    let (ok, features, _) = xgserve(&["predict", "--features", "--input", "tests/fixtures/bento_example.json"]);
+    assert!(ok);
+    let rows: Vec<Vec<f64>> = serde_json::from_str(&features).unwrap();
+    assert_eq!((rows.len(), rows[0].len()), (2, 12));
+    assert_eq!(rows[0][4], 1.0, "transmission=Semi-Auto is the fifth feature");
+}
+
+#[test]
+fn predict_refusals_name_the_file_column_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"model": ["Focus"], "year": ["new"]}"#).unwrap();
+    let (ok, _, stderr) = xgserve(&["predict", "--input", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("column \"year\", row 0"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = xgserve(&[
+        "predict",
+        "--model",
+        "no/such/bundle",
+        "--input",
+        "tests/fixtures/bento_example.json",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("no/such/bundle/bundle.json: cannot read"), "{stderr}");
+}
+
+#[test]
+fn models_list_shows_tag_library_size_and_time() {
+    let (ok, stdout, stderr) = xgserve(&["models", "list"]);
+    assert!(ok, "{stderr}");
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().contains("Tag"));
+    let row = lines.next().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::shipped_bundle().join("bundle.json")).unwrap()).unwrap();
+    assert!(
+        row.contains(&format!(
+            "ford_used_car_price:{}",
+            manifest["version"].as_str().unwrap()
+        )),
+        "{row}"
+    );
+    assert!(row.contains("xgboost 1.6.2") && row.contains("KiB"), "{row}");
+    assert!(
+        row.contains(&manifest["created"].as_str().unwrap().replace('T', " ").replace('Z', "")),
+        "{row}"
+    );
+}
+
+#[test]
+fn openapi_command_writes_the_committed_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("openapi.json");
+    let (ok, _, stderr) = xgserve(&["openapi", "--output", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read(out).unwrap(),
+        std::fs::read(common::repo().join("openapi/openapi.json")).unwrap()
+    );
+}
