@@ -35,6 +35,17 @@ pub enum Command {
         #[arg(long, default_value = "openapi/openapi.json")]
         output: PathBuf,
     },
+    /// Exit 0 when the server answers 200 on its readiness route (for container health checks;
+    /// needs no curl in the image).
+    Healthcheck {
+        /// Where the server listens.
+        #[arg(
+            long,
+            env = "XGSERVE_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:3000/readyz"
+        )]
+        url: String,
+    },
     /// Inspect the bundles in a folder.
     #[command(subcommand)]
     Models(ModelsCommand),

@@ -101,3 +101,25 @@ fn openapi_command_writes_the_committed_document() {
         std::fs::read(common::repo().join("openapi/openapi.json")).unwrap()
     );
 }
+
+#[test]
+fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = common::http::state();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(xgserve::http::run(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
+    assert!(ok, "{stderr}");
+    state.ready.store(false, std::sync::atomic::Ordering::Release);
+    let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
+    assert!(!ok && stderr.contains("status \"503\""), "{stderr}");
+    stop.send(()).unwrap();
+    runtime.block_on(server).unwrap().unwrap();
+    let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
+    assert!(!ok && stderr.contains("cannot connect"), "{stderr}");
+}

@@ -1,5 +1,6 @@
 //! What each subcommand does; `main.rs` only parses arguments and calls [`run`].
 
+mod healthcheck;
 mod models;
 mod predict;
 mod serve;
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&output, text).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
             Ok(())
         }
+        Command::Healthcheck { url } => healthcheck::run(&url),
         Command::Predict(args) => predict::run(&args),
         Command::Models(ModelsCommand::List { dir }) => models::list(&dir, &mut std::io::stdout()),
     }
