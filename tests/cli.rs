@@ -123,3 +123,63 @@ fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
     assert!(!ok && stderr.contains("cannot connect"), "{stderr}");
 }
+
+/// The real binary: `serve` on port 0 logs its configuration with the token redacted, SIGHUP
+/// reloads, SIGTERM drains and exits 0.
+#[test]
+fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xgserve"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-format",
+            "json",
+            "--api-key",
+            "hunter2-token",
+        ])
+        .current_dir(common::repo())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |message: &str| -> serde_json::Value {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            assert!(!line.contains("hunter2-token"), "the token was logged: {line}");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["fields"]["message"] == "effective configuration" {
+                assert!(line.contains("api_key: Some(<redacted>)"), "{line}");
+            }
+            if entry["fields"]["message"] == message {
+                return entry;
+            }
+        }
+        panic!("the server never logged {message:?}");
+    };
+    let ready = wait_for("ready");
+    let address = ready["fields"]["address"].as_str().unwrap().to_owned();
+    assert!(ready["fields"]["startup_ms"].as_u64().is_some());
+    let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &format!("http://{address}/readyz")]);
+    assert!(ok, "{stderr}");
+
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("HUP");
+    let reloaded = wait_for("reloaded");
+    assert_eq!(reloaded["fields"]["name"], "ford_used_car_price");
+    signal("TERM");
+    wait_for("stopped");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
