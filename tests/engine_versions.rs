@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use serde::Deserialize;
-use xgserve::engine::{Forest, LoadError};
+use xgserve::engine::{Forest, LoadError, Objective};
 
 #[derive(Deserialize)]
 struct Expected {
@@ -42,7 +42,10 @@ fn matrix(rows: &[Vec<Option<f32>>]) -> Array2<f32> {
 
 #[test]
 fn every_version_format_and_objective_matches_libxgboost() {
-    let cases = files(".expected.json");
+    let cases: Vec<PathBuf> = files(".expected.json")
+        .into_iter()
+        .filter(|p| !p.ends_with("sigmoid-cap.expected.json"))
+        .collect();
     assert!(
         cases.len() >= 30,
         "expected fixtures for three versions, found {}",
@@ -118,4 +121,28 @@ fn unsupported_boosters_are_refused_with_the_reason() {
         seen += 1;
     }
     assert!(seen >= 22, "refusal fixtures found: {seen}");
+}
+
+#[derive(Deserialize)]
+struct SigmoidCap {
+    margin: f32,
+    prediction: f32,
+}
+
+#[test]
+fn the_sigmoid_caps_its_exponent_as_every_version_does() {
+    let cases = files("sigmoid-cap.expected.json");
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let expected: SigmoidCap = serde_json::from_slice(&std::fs::read(&case).unwrap()).unwrap();
+        let got = Objective::Logistic.transform(expected.margin);
+        assert_eq!(
+            got.to_bits(),
+            expected.prediction.to_bits(),
+            "{}: {got:e} != {:e}",
+            case.display(),
+            expected.prediction
+        );
+        assert!(got > 0.0, "an uncapped expf overflows to 1/inf = 0");
+    }
 }

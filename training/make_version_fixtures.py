@@ -100,6 +100,7 @@ def cases():
     yield "refuse-multiclass", {"objective": "multi:softprob", "num_class": 3}, {}
 
 
+
 def train(name, params, extra, X, signal, rng):
     y = labels(params["objective"], signal, rng)
     if params["objective"] == "multi:softprob":
@@ -119,6 +120,18 @@ def categorical(rng):
     y = X[:, 0] * 3 + X[:, 1]
     dtrain = xgb.DMatrix(X, label=y, feature_types=["c", "q"], enable_categorical=True)
     return xgb.train({"tree_method": "hist", "max_depth": 3, "max_cat_to_onehot": 1}, dtrain, 4)
+
+
+def sigmoid_cap(out):
+    """libxgboost's sigmoid where its exponent cap matters: a margin near -99.5 (set through
+    base_margin, since no trained model reaches it), written to ``sigmoid-cap.expected.json``."""
+    rng = np.random.default_rng(99)
+    X = rng.normal(size=(50, 2))
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 1}, xgb.DMatrix(X, label=(X[:, 0] > 0)), 1)
+    probe = xgb.DMatrix(X[:1], base_margin=np.array([-100.0]))
+    margin = float(booster.predict(probe, output_margin=True)[0])
+    prediction = float(booster.predict(probe)[0])
+    (out / "sigmoid-cap.expected.json").write_text(json.dumps({"margin": margin, "prediction": prediction}))
 
 
 def main():
@@ -152,6 +165,7 @@ def main():
         else:
             booster.save_model(str(out / "refuse-categorical.json"))
             booster.save_model(str(out / "refuse-categorical.ubj"))
+    sigmoid_cap(out)
     print(f"wrote {out}")
 
 

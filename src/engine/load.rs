@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::objective::{Objective, SigmoidStyle};
+use super::objective::Objective;
 use super::{ubjson, Forest, ForestInfo, Node, TreeRef};
 
 /// Why a model file was refused. The bundle loader adds the file's path.
@@ -260,12 +260,6 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         [major, minor, patch, ..] => Some([*major, *minor, *patch]),
         _ => None,
     };
-    // XGBoost 1.7 capped the sigmoid's exponent; models saved by earlier versions keep the old one.
-    let sigmoid = match version {
-        Some([major, minor, _]) if (major, minor) < (1, 7) => SigmoidStyle::Plain,
-        _ => SigmoidStyle::Capped,
-    };
-
     Ok(Forest {
         nodes,
         leaf_values,
@@ -274,7 +268,6 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         num_features,
         base_margin,
         objective,
-        sigmoid,
         info: ForestInfo {
             objective: objective_name,
             xgboost_version: version,

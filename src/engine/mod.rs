@@ -10,7 +10,7 @@ mod objective;
 pub mod ubjson;
 
 pub use load::LoadError;
-pub use objective::{Objective, SigmoidStyle};
+pub use objective::Objective;
 
 use ndarray::ArrayView2;
 
@@ -92,7 +92,6 @@ pub struct Forest {
     /// Every row's margin starts here: `base_score` mapped through the objective's link.
     base_margin: f32,
     objective: Objective,
-    sigmoid: SigmoidStyle,
     info: ForestInfo,
 }
 
@@ -130,7 +129,7 @@ impl Forest {
     pub fn predict(&self, features: ArrayView2<'_, f32>) -> Result<Vec<f32>, WidthError> {
         let mut out = self.predict_margin(features)?;
         for value in &mut out {
-            *value = self.objective.transform(*value, self.sigmoid);
+            *value = self.objective.transform(*value);
         }
         Ok(out)
     }
