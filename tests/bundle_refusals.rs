@@ -7,16 +7,6 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use xgserve::bundle::{hex, BundleError, Model};
 
-/// A copy of the shipped bundle to break.
-fn copy_bundle() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::shipped_bundle()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    dir
-}
-
 /// Replaces a file and records its new digest, so only the intended check can fail.
 fn rewrite(dir: &Path, file: &str, bytes: &[u8]) {
     std::fs::write(dir.join(file), bytes).unwrap();
@@ -65,21 +55,21 @@ fn the_shipped_bundle_loads_and_proves_its_parity() {
 
 #[test]
 fn missing_file() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     std::fs::remove_file(dir.path().join("model.json")).unwrap();
     assert_refused(dir.path(), "model.json", "cannot read");
 }
 
 #[test]
 fn missing_bundle_json() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     std::fs::remove_file(dir.path().join("bundle.json")).unwrap();
     assert_refused(dir.path(), "bundle.json", "cannot read");
 }
 
 #[test]
 fn digest_mismatch() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     let path = dir.path().join("preprocess.json");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b" ");
@@ -94,18 +84,18 @@ fn bad_json_in_each_file() {
         ("preprocess.json", "not a valid preprocessing spec"),
         ("parity.json", "not a valid parity file"),
     ] {
-        let dir = copy_bundle();
+        let dir = common::shipped_bundle_copy();
         rewrite(dir.path(), file, b"{\"truncated\": [1, 2");
         assert_refused(dir.path(), file, reason);
     }
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     std::fs::write(dir.path().join("bundle.json"), b"not json").unwrap();
     assert_refused(dir.path(), "bundle.json", "not a valid bundle manifest");
 }
 
 #[test]
 fn unsupported_booster() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     rewrite(
         dir.path(),
         "model.json",
@@ -116,7 +106,7 @@ fn unsupported_booster() {
 
 #[test]
 fn unsupported_objective() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     edit_json(dir.path(), "model.json", |m| {
         m["learner"]["objective"]["name"] = "rank:pairwise".into()
     });
@@ -129,7 +119,7 @@ fn unsupported_objective() {
 
 #[test]
 fn width_mismatch() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     rewrite(
         dir.path(),
         "model.json",
@@ -144,14 +134,14 @@ fn width_mismatch() {
 
 #[test]
 fn inconsistent_spec() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     edit_json(dir.path(), "preprocess.json", |spec| spec["num_features"] = 13.into());
     assert_refused(
         dir.path(),
         "preprocess.json",
         "the blocks write 12 features, num_features says 13",
     );
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     edit_json(dir.path(), "preprocess.json", |spec| {
         spec["blocks"][0]["steps"][1]["op"] = "sqrt".into()
     });
@@ -160,7 +150,7 @@ fn inconsistent_spec() {
 
 #[test]
 fn parity_mismatch() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     edit_json(dir.path(), "parity.json", |parity| {
         let first = parity["predictions"][0].as_f64().unwrap();
         parity["predictions"][0] = (first + 1.0).into();
@@ -170,7 +160,7 @@ fn parity_mismatch() {
 
 #[test]
 fn a_file_outside_the_bundle_is_refused() {
-    let dir = copy_bundle();
+    let dir = common::shipped_bundle_copy();
     edit_json(dir.path(), "bundle.json", |m| m["files"]["../secret"] = "00".into());
     assert_refused(dir.path(), "bundle.json", "must be a plain name");
 }

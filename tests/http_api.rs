@@ -358,19 +358,9 @@ async fn cors_is_off_unless_origins_are_configured() {
     assert_eq!(answer.headers["access-control-allow-origin"], "https://app.example");
 }
 
-/// A copy of the shipped bundle, so a test can change it under a running server.
-fn bundle_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::shipped_bundle()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    dir
-}
-
 #[tokio::test]
 async fn reload_swaps_a_good_bundle_and_refuses_a_bad_one_while_the_old_serves() {
-    let dir = bundle_copy();
+    let dir = common::shipped_bundle_copy();
     let state = AppState::new(
         Model::load(dir.path()).unwrap(),
         HttpConfig {

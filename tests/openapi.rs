@@ -91,11 +91,7 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
         ("/admin/reload", 401) => send(&with_token(), Request::post(path).body(Body::empty()).unwrap()).await,
         ("/admin/reload", 403) => send(&state(), Request::post(path).body(Body::empty()).unwrap()).await,
         ("/admin/reload", 422) => {
-            let dir = tempfile::tempdir().unwrap();
-            for entry in std::fs::read_dir(common::shipped_bundle()).unwrap() {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-            }
+            let dir = common::shipped_bundle_copy();
             let state = AppState::new(
                 Model::load(dir.path()).unwrap(),
                 HttpConfig {

@@ -164,35 +164,30 @@ impl Forest {
             // block; each row still adds its leaves in tree order.
             let mut groups = self.trees.chunks_exact(LANES);
             for eight in &mut groups {
-                let roots: [u32; LANES] = std::array::from_fn(|i| eight[i].root);
-                let depth = eight.iter().map(|t| t.depth).max().unwrap_or(0);
-                for ((row, sum), &missing) in block.chunks_exact(width).zip(sums.iter_mut()).zip(&missing) {
-                    let leaves = if missing {
-                        self.walk::<true, LANES>(roots, depth, row)
-                    } else {
-                        self.walk::<false, LANES>(roots, depth, row)
-                    };
-                    for index in leaves {
-                        *sum += self.leaf_values[index as usize];
-                    }
-                }
+                self.group_margins(block, sums, &missing, eight, eight.len());
             }
             // The last trees walk together too, padded with copies of the last one whose leaves are
             // not added: a tree walked alone waits on every load.
             let rest = groups.remainder();
             if let Some(last) = rest.last() {
-                let roots: [u32; LANES] = std::array::from_fn(|i| rest.get(i).unwrap_or(last).root);
-                let depth = rest.iter().map(|t| t.depth).max().unwrap_or(0);
-                for ((row, sum), &missing) in block.chunks_exact(width).zip(sums.iter_mut()).zip(&missing) {
-                    let leaves = if missing {
-                        self.walk::<true, LANES>(roots, depth, row)
-                    } else {
-                        self.walk::<false, LANES>(roots, depth, row)
-                    };
-                    for index in &leaves[..rest.len()] {
-                        *sum += self.leaf_values[*index as usize];
-                    }
-                }
+                let padded: [TreeRef; LANES] = std::array::from_fn(|i| *rest.get(i).unwrap_or(last));
+                self.group_margins(block, sums, &missing, &padded, rest.len());
+            }
+        }
+    }
+
+    /// Adds to each row's sum the leaves of the first `used` of eight trees walked in lockstep.
+    fn group_margins(&self, block: &[f32], sums: &mut [f32], missing: &[bool], eight: &[TreeRef], used: usize) {
+        let roots: [u32; LANES] = std::array::from_fn(|i| eight[i].root);
+        let depth = eight.iter().map(|t| t.depth).max().unwrap_or(0);
+        for ((row, sum), &missing) in block.chunks_exact(self.num_features).zip(sums.iter_mut()).zip(missing) {
+            let leaves = if missing {
+                self.walk::<true, LANES>(roots, depth, row)
+            } else {
+                self.walk::<false, LANES>(roots, depth, row)
+            };
+            for index in &leaves[..used] {
+                *sum += self.leaf_values[*index as usize];
             }
         }
     }

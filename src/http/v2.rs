@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use super::handlers::{read_body, score};
 use super::{ApiError, AppState};
 use crate::bundle::Model;
-use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind};
+use crate::input::{self, Limits};
+use crate::preprocess::{Batch, ColumnKind, InputError, InputErrorKind};
 use crate::pyfloat;
 
 /// The output tensor's name.
@@ -121,7 +122,7 @@ async fn infer_inner(state: &AppState, name: &str, body: Body) -> Result<Respons
     let bytes = read_body(body, state.config.max_body_bytes).await?;
     let request: InferRequest = serde_json::from_slice(&bytes)
         .map_err(|e| InputError::new(InputErrorKind::Syntax, format!("not a v2 inference request: {e}")))?;
-    let batch = batch(&model, &request.inputs, state.config.limits.max_rows)?;
+    let batch = batch(&model, &request.inputs, state.config.limits)?;
     let predictions = score(state, model.clone(), batch).await?;
     let id = request
         .id
@@ -138,19 +139,15 @@ async fn infer_inner(state: &AppState, name: &str, body: Body) -> Result<Respons
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The tensors as typed columns, in the model's input order.
-fn batch(model: &Model, tensors: &[Tensor], max_rows: usize) -> Result<Batch, InputError> {
-    let mut columns = Vec::with_capacity(model.preprocessor.inputs().len());
-    let mut rows = None;
-    for input in model.preprocessor.inputs() {
-        let tensor = tensors.iter().find(|t| t.name == input.name).ok_or_else(|| {
-            InputError::at(
-                InputErrorKind::MissingColumn,
-                &input.name,
-                None,
-                "is required but missing from inputs",
-            )
-        })?;
+/// The tensors as typed columns: shapes and datatypes are checked here, values, row limit and
+/// column lengths by the input decoder every body format shares.
+fn batch(model: &Model, tensors: &[Tensor], limits: Limits) -> Result<Batch, InputError> {
+    let inputs = model.preprocessor.inputs();
+    let mut columns = Vec::with_capacity(tensors.len());
+    for tensor in tensors {
+        let Some(input) = inputs.iter().find(|i| i.name == tensor.name) else {
+            continue;
+        };
         let mut values = Vec::new();
         flatten(&tensor.data, &mut values);
         let declared: i64 = tensor.shape.iter().product();
@@ -162,13 +159,6 @@ fn batch(model: &Model, tensors: &[Tensor], max_rows: usize) -> Result<Batch, In
                 format!("shape {:?} does not match {} values", tensor.shape, values.len()),
             ));
         }
-        if values.len() > max_rows {
-            return Err(InputError::new(
-                InputErrorKind::TooManyRows,
-                format!("more than {max_rows} rows in one request"),
-            ));
-        }
-        let expected = datatype(input.kind);
         let numeric = matches!(
             tensor.datatype.as_str(),
             "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64"
@@ -178,68 +168,16 @@ fn batch(model: &Model, tensors: &[Tensor], max_rows: usize) -> Result<Batch, In
             ColumnKind::String => tensor.datatype == "BYTES",
         };
         if !fits {
-            let message = format!("datatype {} does not fit; send {expected}", tensor.datatype);
+            let message = format!(
+                "datatype {} does not fit; send {}",
+                tensor.datatype,
+                datatype(input.kind)
+            );
             return Err(InputError::at(InputErrorKind::Type, &input.name, None, message));
         }
-        let column = match input.kind {
-            ColumnKind::Number => Column::Number(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(row, v)| match v {
-                        Value::Null => Ok(f64::NAN),
-                        Value::Number(n) => n.as_f64().ok_or(row),
-                        _ => Err(row),
-                    })
-                    .collect::<Result<_, usize>>()
-                    .map_err(|row| {
-                        InputError::at(
-                            InputErrorKind::Type,
-                            &input.name,
-                            Some(row),
-                            "expected a number or null",
-                        )
-                    })?,
-            ),
-            ColumnKind::String => Column::Text(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(row, v)| match v {
-                        Value::Null => Ok(None),
-                        Value::String(s) => Ok(Some(s.clone())),
-                        _ => Err(row),
-                    })
-                    .collect::<Result<_, usize>>()
-                    .map_err(|row| {
-                        InputError::at(
-                            InputErrorKind::Type,
-                            &input.name,
-                            Some(row),
-                            "expected a string or null",
-                        )
-                    })?,
-            ),
-        };
-        match rows {
-            None => rows = Some(column.len()),
-            Some(n) if n != column.len() => {
-                return Err(InputError::at(
-                    InputErrorKind::Ragged,
-                    &input.name,
-                    None,
-                    format!("has {} values, the first input has {n}", column.len()),
-                ))
-            }
-            Some(_) => {}
-        }
-        columns.push(column);
+        columns.push((tensor.name.as_str(), values));
     }
-    let rows = rows.unwrap_or(0);
-    if rows == 0 {
-        return Err(InputError::new(InputErrorKind::Empty, "the request has no rows"));
-    }
-    Ok(Batch::new(rows, columns))
+    input::decode_values(inputs, limits, columns)
 }
 
 /// Row-major tensor data may come nested; the protocol allows both forms.

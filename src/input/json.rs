@@ -71,7 +71,7 @@ fn run<'de, S: DeserializeSeed<'de, Value = ()>>(body: &'de [u8], shared: &Share
 }
 
 /// One JSON value in a cell: what it was, so a wrong type can be named.
-enum Cell {
+pub(super) enum Cell {
     Number(f64),
     Text(String),
     Null,
@@ -79,7 +79,19 @@ enum Cell {
 }
 
 impl Cell {
-    fn into_number(self, column: &str, row: usize) -> Result<f64, InputError> {
+    /// The cell of an already-parsed value (v2 tensor data).
+    pub(super) fn of(value: &serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::Null => Cell::Null,
+            serde_json::Value::Number(n) => n.as_f64().map_or(Cell::Other("a number beyond f64"), Cell::Number),
+            serde_json::Value::String(s) => Cell::Text(s.clone()),
+            serde_json::Value::Bool(_) => Cell::Other("a boolean"),
+            serde_json::Value::Array(_) => Cell::Other("a list"),
+            serde_json::Value::Object(_) => Cell::Other("an object"),
+        }
+    }
+
+    pub(super) fn into_number(self, column: &str, row: usize) -> Result<f64, InputError> {
         match self {
             Cell::Number(x) => Ok(x),
             Cell::Null => Ok(f64::NAN),
@@ -88,7 +100,7 @@ impl Cell {
         }
     }
 
-    fn into_text(self, column: &str, row: usize) -> Result<Option<String>, InputError> {
+    pub(super) fn into_text(self, column: &str, row: usize) -> Result<Option<String>, InputError> {
         match self {
             Cell::Text(s) => Ok(Some(s)),
             Cell::Null => Ok(None),

@@ -96,6 +96,33 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A batch from columns whose JSON values are already parsed (the v2 protocol's tensors), with the
+/// same typing, row limit and column checks as the body decoders. Columns the model does not use
+/// are skipped.
+pub fn decode_values<'v>(
+    inputs: &[InputSpec],
+    limits: Limits,
+    columns: impl IntoIterator<Item = (&'v str, Vec<&'v serde_json::Value>)>,
+) -> Result<Batch, InputError> {
+    let mut builder = Builder::new(inputs, limits);
+    for (name, values) in columns {
+        let Some(i) = builder.index(name) else { continue };
+        if values.len() > limits.max_rows {
+            return Err(builder.too_many_rows());
+        }
+        let mut column = Builder::empty_column(inputs[i].kind);
+        for (row, value) in values.into_iter().enumerate() {
+            let cell = json::Cell::of(value);
+            match &mut column {
+                Column::Number(v) => v.push(cell.into_number(name, row)?),
+                Column::Text(v) => v.push(cell.into_text(name, row)?),
+            }
+        }
+        builder.columns[i] = Some(column);
+    }
+    builder.finish()
+}
+
 /// Describes a JSON or CSV value for an error message.
 fn type_error(column: &str, row: usize, expected: ColumnKind, got: &str) -> InputError {
     let expected = match expected {

@@ -33,4 +33,14 @@ pub fn ford_csv() -> PathBuf {
     path
 }
 
+/// A copy of the shipped bundle, to break or change under a running server.
+pub fn shipped_bundle_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(shipped_bundle()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
 pub mod http;
