@@ -164,7 +164,7 @@ impl Forest {
             // block; each row still adds its leaves in tree order.
             let mut groups = self.trees.chunks_exact(LANES);
             for eight in &mut groups {
-                self.group_margins(block, sums, &missing, eight, eight.len());
+                self.group_margins(block, sums, &missing, eight, LANES);
             }
             // The last trees walk together too, padded with copies of the last one whose leaves are
             // not added: a tree walked alone waits on every load.
@@ -177,6 +177,8 @@ impl Forest {
     }
 
     /// Adds to each row's sum the leaves of the first `used` of eight trees walked in lockstep.
+    /// Inlined so that `used == LANES` is a constant for full groups and the loop unrolls.
+    #[inline(always)]
     fn group_margins(&self, block: &[f32], sums: &mut [f32], missing: &[bool], eight: &[TreeRef], used: usize) {
         let roots: [u32; LANES] = std::array::from_fn(|i| eight[i].root);
         let depth = eight.iter().map(|t| t.depth).max().unwrap_or(0);
