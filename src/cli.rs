@@ -49,6 +49,83 @@ pub enum Command {
     /// Inspect the bundles in a folder.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Price Debezium change events from Kafka and produce them for the JDBC sink (needs the cargo
+    /// feature `stream`).
+    Stream(Box<StreamArgs>),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "XGSERVE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Consumer group; offsets are committed for it after each batch is acknowledged.
+    #[arg(long, env = "XGSERVE_GROUP_ID", default_value = "xgserve-stream")]
+    pub group_id: String,
+    /// Topics of Debezium change events, comma-separated.
+    #[arg(
+        long,
+        env = "XGSERVE_SOURCE_TOPICS",
+        value_delimiter = ',',
+        default_value = "car_database.public.tbl_car_price"
+    )]
+    pub source_topics: Vec<String>,
+    /// Where priced records (and tombstones for deletes) go, keyed as they came.
+    #[arg(long, env = "XGSERVE_SINK_TOPIC", default_value = "car_data_predicted")]
+    pub sink_topic: String,
+    /// Where messages that cannot be read or priced go, with headers naming the error and source.
+    #[arg(long, env = "XGSERVE_DEAD_LETTER_TOPIC", default_value = "car_data_predicted.dlq")]
+    pub dead_letter_topic: String,
+    /// The bundle folder (in-process pricing).
+    #[arg(long, env = "XGSERVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
+    pub model: PathBuf,
+    /// Database columns named differently from the model's inputs, as `column=input` pairs.
+    #[arg(long, env = "XGSERVE_COLUMN_MAP", default_value = crate::stream::ColumnMap::DEFAULT)]
+    pub column_map: crate::stream::ColumnMap,
+    /// The payload field that receives the price.
+    #[arg(long, env = "XGSERVE_PRICE_FIELD", default_value = "suggested_price")]
+    pub price_field: String,
+    /// `integer`: rounded (ties to even) for the seed table's INTEGER column; `float`: the exact
+    /// float32 prediction, as /predict answers it.
+    #[arg(long, env = "XGSERVE_PRICE_FORMAT", value_enum, default_value = "integer")]
+    pub price_format: crate::stream::debezium::PriceFormat,
+    /// Most messages priced in one engine call.
+    #[arg(long, env = "XGSERVE_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Milliseconds a batch waits for more messages after its first.
+    #[arg(long, env = "XGSERVE_BATCH_LINGER_MS", default_value_t = 5)]
+    pub batch_linger_ms: u64,
+    /// Price through this `/predict` URL instead of in process (this server or the Bento service).
+    #[arg(long, env = "XGSERVE_PREDICT_URL")]
+    pub predict_url: Option<String>,
+    /// Milliseconds per call to --predict-url before it is retried.
+    #[arg(long, env = "XGSERVE_PREDICT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub predict_timeout_ms: u64,
+    /// Bearer token for --predict-url.
+    #[arg(long, env = "XGSERVE_PREDICT_TOKEN")]
+    pub predict_token: Option<Secret>,
+    /// Also upsert priced rows into Postgres (a libpq URL or key=value string), for deployments
+    /// without Kafka Connect.
+    #[arg(long, env = "XGSERVE_PG_SINK")]
+    pub pg_sink: Option<Secret>,
+    /// The --pg-sink table; created from the first record's schema if missing.
+    #[arg(long, env = "XGSERVE_PG_TABLE", default_value = "car_data_predicted")]
+    pub pg_table: String,
+    /// The --pg-sink table's key column, upserted on.
+    #[arg(long, env = "XGSERVE_PG_KEY", default_value = "id")]
+    pub pg_key: String,
+    /// Extra librdkafka settings as `key=value`, comma-separated (security.protocol, sasl.*, ...).
+    #[arg(long, env = "XGSERVE_KAFKA_OPTIONS", value_delimiter = ',')]
+    pub kafka_option: Vec<String>,
+    /// Address of the health and metrics listener (/livez, /readyz, /metrics).
+    #[arg(long, env = "XGSERVE_METRICS_HOST", default_value = "0.0.0.0")]
+    pub metrics_host: String,
+    /// Port of the health and metrics listener; 0 picks a free one.
+    #[arg(long, env = "XGSERVE_METRICS_PORT", default_value_t = 3001)]
+    pub metrics_port: u16,
+    /// Log lines as `text` or `json`; filter with RUST_LOG.
+    #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, clap::Args)]

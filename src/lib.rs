@@ -5,6 +5,7 @@
 //! - [`preprocess`]: the sklearn ColumnTransformer as a declarative spec, raw columns in, features out;
 //! - [`bundle`]: a model folder on disk, checked and loaded into a ready [`bundle::Model`];
 //! - [`input`]: request bodies (columnar JSON, records, CSV) decoded into typed columns;
+//! - [`http`]: the server; [`stream`]: the Kafka bridge for Debezium change events;
 //! - the commands (`cli`, `commands`) that put them to work.
 
 pub mod bundle;
@@ -15,3 +16,4 @@ pub mod http;
 pub mod input;
 pub mod preprocess;
 pub mod pyfloat;
+pub mod stream;

@@ -4,6 +4,7 @@ mod healthcheck;
 mod models;
 mod predict;
 mod serve;
+mod stream;
 
 use crate::cli::{Cli, Command, ModelsCommand};
 
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck::run(&url),
         Command::Predict(args) => predict::run(&args),
         Command::Models(ModelsCommand::List { dir }) => models::list(&dir, &mut std::io::stdout()),
+        Command::Stream(args) => stream::run(*args),
     }
 }

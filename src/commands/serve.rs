@@ -81,7 +81,7 @@ async fn reload_on_sighup(state: AppState) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -97,7 +97,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: not ready, finishing requests in flight");
 }
 
-fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = if format == "json" {

@@ -44,3 +44,5 @@ pub fn shipped_bundle_copy() -> tempfile::TempDir {
 }
 
 pub mod http;
+#[cfg(feature = "stream")]
+pub mod services;

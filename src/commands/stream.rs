@@ -1,0 +1,81 @@
+//! `xgserve stream`: load the bundle (or point at a remote /predict), open the health and metrics
+//! listener, and run the Kafka bridge until SIGTERM/SIGINT, which finishes the batch and commits.
+
+use crate::cli::StreamArgs;
+
+#[cfg(not(feature = "stream"))]
+pub fn run(_: StreamArgs) -> anyhow::Result<()> {
+    anyhow::bail!("this xgserve was built without the bridge; build it with `cargo build --release --features stream`")
+}
+
+#[cfg(feature = "stream")]
+pub fn run(args: StreamArgs) -> anyhow::Result<()> {
+    super::serve::init_logging(&args.log_format);
+    tracing::info!(?args, "effective configuration");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(bridge(args))
+}
+
+#[cfg(feature = "stream")]
+async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::Context;
+
+    use crate::stream::{kafka, metrics, pg, remote, Bridge, Pricer};
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let pricer = match &args.predict_url {
+        Some(url) => Pricer::Remote(Box::new(remote::Client::new(
+            url,
+            Duration::from_millis(args.predict_timeout_ms),
+            args.predict_token.as_ref().map(|t| t.0.clone()),
+            metrics.clone(),
+        )?)),
+        None => {
+            let model = crate::bundle::Model::load(&args.model)?;
+            tracing::info!(name = %model.manifest.name, version = %model.manifest.version,
+                digest = %model.digest, "model loaded and checked");
+            Pricer::Local(Arc::new(model))
+        }
+    };
+    let options = args
+        .kafka_option
+        .iter()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            None => Err(anyhow::anyhow!("--kafka-option {o:?} is not key=value")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let sink = match &args.pg_sink {
+        Some(url) => Some(pg::Sink::connect(&url.0, &args.pg_table, &args.pg_key).await?),
+        None => None,
+    };
+    let address = format!("{}:{}", args.metrics_host, args.metrics_port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(address = %listener.local_addr()?, "health and metrics listening");
+    let router = metrics::router(metrics.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let bridge = Bridge {
+        pricer,
+        columns: args.column_map.clone(),
+        price_field: args.price_field.clone(),
+        price_format: args.price_format,
+        metrics,
+    };
+    let config = kafka::KafkaConfig {
+        brokers: args.brokers.clone(),
+        group_id: args.group_id.clone(),
+        source_topics: args.source_topics.clone(),
+        sink_topic: args.sink_topic.clone(),
+        dead_letter_topic: args.dead_letter_topic.clone(),
+        max_batch: args.max_batch.max(1),
+        linger: Duration::from_millis(args.batch_linger_ms),
+        options,
+    };
+    kafka::run(config, bridge, sink, super::serve::shutdown_signal()).await
+}

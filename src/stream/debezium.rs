@@ -1,0 +1,488 @@
+//! Debezium change events as Kafka Connect's JSON converter writes them, in and out.
+//!
+//! Every form is read: with or without the `schema` envelope (`schemas.enable`), flattened by
+//! `ExtractNewRecordState` or the full change envelope (`before`/`after`/`op`/`ts_ms`). A priced record
+//! is written back in the form it came in, with its schema updated to match the value written, so a
+//! JDBC sink takes it as it is. Knows nothing of Kafka or the model.
+
+use serde_json::{Map, Value};
+
+/// What a message asks of the bridge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A row to price: a create, an update, a snapshot read, or a flattened record.
+    Upsert(Record),
+    /// A deleted row or a tombstone: forwarded as a tombstone with the same key.
+    Delete,
+}
+
+/// A message the bridge cannot read, and why; it goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    /// A short machine-readable kind: `json`, `shape` or `op`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the price is written: the seed's table has an INTEGER column, the model predicts a float32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriceFormat {
+    /// Rounded to the nearest integer, ties to even (Python's `round`); Connect type `int32`.
+    Integer,
+    /// The float32 prediction as its exact decimal (what Bento answers); Connect type `float`.
+    Float,
+}
+
+impl PriceFormat {
+    /// The Connect schema type of the price field.
+    pub fn schema_type(self) -> &'static str {
+        match self {
+            PriceFormat::Integer => "int32",
+            PriceFormat::Float => "float",
+        }
+    }
+
+    /// The JSON value written for a prediction; `None` for a value the format cannot hold.
+    pub fn value(self, price: f32) -> Option<Value> {
+        if !price.is_finite() {
+            return None;
+        }
+        match self {
+            PriceFormat::Integer => {
+                let rounded = f64::from(price).round_ties_even();
+                (rounded.abs() <= f64::from(i32::MAX)).then(|| Value::from(rounded as i64))
+            }
+            // Widening to f64 keeps the float32's exact value, which serde_json writes as Python would.
+            PriceFormat::Float => Some(Value::from(f64::from(price))),
+        }
+    }
+}
+
+/// Where the row sits in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The row is the payload (`ExtractNewRecordState`).
+    Flat,
+    /// The row is `payload.after` of a change envelope.
+    Envelope,
+}
+
+/// A row to price, kept inside the message it came in so it can be written back in the same form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The whole message; for a message without schemas, the payload itself.
+    message: Map<String, Value>,
+    /// Whether the message is `{"schema": ..., "payload": ...}`.
+    with_schema: bool,
+    form: Form,
+}
+
+/// Reads one message value; `None` is a tombstone.
+pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
+    let Some(bytes) = value else {
+        return Ok(Change::Delete);
+    };
+    let message: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::new("json", format!("not JSON: {e}")))?;
+    let Value::Object(message) = message else {
+        return Err(DecodeError::new("shape", "not a JSON object"));
+    };
+    let with_schema = message.len() == 2 && message.contains_key("schema") && message.contains_key("payload");
+    let payload = if with_schema { &message["payload"] } else { &Value::Null };
+    let payload = match (with_schema, payload) {
+        (true, Value::Null) => return Ok(Change::Delete),
+        (true, Value::Object(p)) => p,
+        (true, _) => return Err(DecodeError::new("shape", "`payload` is not an object")),
+        (false, _) => &message,
+    };
+    let form = match payload.get("op") {
+        Some(Value::String(op)) if payload.contains_key("after") || payload.contains_key("before") => {
+            match op.as_str() {
+                "c" | "u" | "r" => match payload.get("after") {
+                    Some(Value::Object(_)) => Form::Envelope,
+                    _ => return Err(DecodeError::new("shape", format!("op {op:?} without an `after` row"))),
+                },
+                "d" => return Ok(Change::Delete),
+                "t" => return Err(DecodeError::new("op", "a truncate event names no row to price")),
+                other => return Err(DecodeError::new("op", format!("unknown Debezium op {other:?}"))),
+            }
+        }
+        _ => Form::Flat,
+    };
+    // ExtractNewRecordState with `delete.handling.mode=rewrite` marks deletes instead of dropping them.
+    if form == Form::Flat && matches!(payload.get("__deleted"), Some(Value::String(s)) if s == "true") {
+        return Ok(Change::Delete);
+    }
+    Ok(Change::Upsert(Record {
+        message,
+        with_schema,
+        form,
+    }))
+}
+
+impl Record {
+    /// The row's columns, as the database names them.
+    pub fn row(&self) -> &Map<String, Value> {
+        let payload = if self.with_schema {
+            self.message["payload"].as_object()
+        } else {
+            Some(&self.message)
+        };
+        let payload = payload.expect("decode checked the payload");
+        match self.form {
+            Form::Flat => payload,
+            Form::Envelope => payload["after"].as_object().expect("decode checked `after`"),
+        }
+    }
+
+    fn row_mut(&mut self) -> &mut Map<String, Value> {
+        let payload = if self.with_schema {
+            self.message.get_mut("payload").and_then(Value::as_object_mut)
+        } else {
+            Some(&mut self.message)
+        };
+        let payload = payload.expect("decode checked the payload");
+        match self.form {
+            Form::Flat => payload,
+            Form::Envelope => payload
+                .get_mut("after")
+                .and_then(Value::as_object_mut)
+                .expect("decode checked `after`"),
+        }
+    }
+
+    /// Sets `field` to `price` and, when the message has a schema, declares the field with the type
+    /// of the value written.
+    pub fn set_price(&mut self, field: &str, price: Value, format: PriceFormat) {
+        self.row_mut().insert(field.to_owned(), price);
+        let form = self.form;
+        let Some(schema) = self.schema_mut() else { return };
+        match form {
+            Form::Flat => declare(schema, field, format),
+            Form::Envelope => {
+                // `before` and `after` share the table's row schema; keep them equal.
+                for side in schema_fields(schema).into_iter().flatten() {
+                    if matches!(side.get("field"), Some(Value::String(f)) if f == "before" || f == "after") {
+                        declare(side, field, format);
+                    }
+                }
+            }
+        }
+    }
+
+    fn schema_mut(&mut self) -> Option<&mut Value> {
+        if self.with_schema {
+            self.message.get_mut("schema")
+        } else {
+            None
+        }
+    }
+
+    /// The Connect type of each row field, when the message has a schema.
+    pub fn row_types(&self) -> Option<Vec<(String, String)>> {
+        let schema = self.message.get("schema").filter(|_| self.with_schema)?;
+        let fields = match self.form {
+            Form::Flat => schema.get("fields")?,
+            Form::Envelope => schema
+                .get("fields")?
+                .as_array()?
+                .iter()
+                .find(|f| f.get("field") == Some(&Value::from("after")))?
+                .get("fields")?,
+        };
+        let types = fields.as_array()?.iter().filter_map(|f| {
+            Some((
+                f.get("field")?.as_str()?.to_owned(),
+                f.get("type")?.as_str()?.to_owned(),
+            ))
+        });
+        Some(types.collect())
+    }
+
+    /// The whole message, to produce.
+    pub fn into_message(self) -> Map<String, Value> {
+        self.message
+    }
+
+    /// Sets the price and returns the message (see [`Self::set_price`]).
+    pub fn priced(mut self, field: &str, price: Value, format: PriceFormat) -> Map<String, Value> {
+        self.set_price(field, price, format);
+        self.into_message()
+    }
+}
+
+fn schema_fields(schema: &mut Value) -> Option<&mut Vec<Value>> {
+    schema.get_mut("fields").and_then(Value::as_array_mut)
+}
+
+/// Declares `field` in a struct schema as an optional value of the format's type.
+fn declare(schema: &mut Value, field: &str, format: PriceFormat) {
+    let Some(fields) = schema_fields(schema) else {
+        return;
+    };
+    let existing = fields
+        .iter_mut()
+        .find(|f| matches!(f.get("field"), Some(Value::String(name)) if name == field));
+    match existing {
+        Some(Value::Object(f)) => {
+            f.insert("type".into(), format.schema_type().into());
+            f.insert("optional".into(), true.into());
+            // A logical type or parameters of the old type would not describe the new value.
+            f.remove("name");
+            f.remove("version");
+            f.remove("parameters");
+        }
+        _ => fields.push(serde_json::json!({"type": format.schema_type(), "optional": true, "field": field})),
+    }
+}
+
+/// The fields of a message key (`{"id": 22}`, with or without the schema envelope), for the sink's
+/// deletes.
+pub fn key_fields(key: &[u8]) -> Option<Map<String, Value>> {
+    let key: Value = serde_json::from_slice(key).ok()?;
+    let Value::Object(mut key) = key else { return None };
+    if key.len() == 2 && key.contains_key("schema") {
+        match key.remove("payload") {
+            Some(Value::Object(payload)) => Some(payload),
+            _ => None,
+        }
+    } else {
+        Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The row of the issue's example, as the seed's table holds it.
+    fn row() -> Value {
+        json!({"id": 22, "model": "B-MAX", "year": 2022, "price": null, "transmission": "Automatic",
+               "mileage": 1230, "fuel_type": "Diesel", "tax": 165, "mpg": 45.2, "engine_size": 1.2,
+               "suggested_price": null})
+    }
+
+    fn row_schema(name: &str) -> Value {
+        let field = |t: &str, f: &str, optional: bool| json!({"type": t, "optional": optional, "field": f});
+        json!({"type": "struct", "optional": true, "name": name, "fields": [
+            field("int32", "id", false), field("string", "model", true), field("int32", "year", true),
+            field("int32", "price", true), field("string", "transmission", true),
+            field("int32", "mileage", true), field("string", "fuel_type", true), field("int32", "tax", true),
+            field("double", "mpg", true), field("double", "engine_size", true),
+            field("int32", "suggested_price", true)]})
+    }
+
+    fn envelope(op: &str, before: Value, after: Value) -> Value {
+        json!({"before": before, "after": after, "op": op, "ts_ms": 1_700_000_000_000_i64,
+               "source": {"connector": "postgresql", "table": "tbl_car_price"}, "transaction": null})
+    }
+
+    fn envelope_schema() -> Value {
+        let value = row_schema("car_database.public.tbl_car_price.Value");
+        let mut before = value.clone();
+        before["field"] = "before".into();
+        let mut after = value;
+        after["field"] = "after".into();
+        json!({"type": "struct", "optional": false, "name": "car_database.public.tbl_car_price.Envelope",
+               "fields": [before, after, {"type": "string", "optional": false, "field": "op"},
+                          {"type": "int64", "optional": true, "field": "ts_ms"}]})
+    }
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    fn upsert(v: &Value) -> Record {
+        match decode(Some(&bytes(v))) {
+            Ok(Change::Upsert(record)) => record,
+            other => panic!("expected a row to price, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flattened_with_schema_is_priced_and_its_schema_follows() {
+        let message = json!({"schema": row_schema("car_database.public.tbl_car_price.Value"), "payload": row()});
+        let record = upsert(&message);
+        assert_eq!(record.row()["fuel_type"], "Diesel");
+        let price = PriceFormat::Float.value(8506.82).unwrap();
+        let out = Value::Object(record.priced("suggested_price", price, PriceFormat::Float));
+        assert_eq!(out["payload"]["suggested_price"], json!(8506.8203125));
+        assert_eq!(out["payload"]["id"], 22);
+        let fields = out["schema"]["fields"].as_array().unwrap();
+        let price_fields: Vec<_> = fields.iter().filter(|f| f["field"] == "suggested_price").collect();
+        assert_eq!(
+            price_fields,
+            [&json!({"type": "float", "optional": true, "field": "suggested_price"})]
+        );
+        assert_eq!(fields.len(), 11, "no field added or lost");
+        assert!(serde_json::to_string(&out)
+            .unwrap()
+            .contains("\"suggested_price\":8506.8203125"));
+    }
+
+    #[test]
+    fn row_types_come_from_the_schema_after_pricing() {
+        let mut record = upsert(&json!({"schema": row_schema("v"), "payload": row()}));
+        record.set_price("suggested_price", json!(1.5), PriceFormat::Float);
+        let types = record.row_types().unwrap();
+        assert_eq!(types[0], ("id".to_owned(), "int32".to_owned()));
+        assert_eq!(types[10], ("suggested_price".to_owned(), "float".to_owned()));
+        let mut record = upsert(&json!({"schema": envelope_schema(), "payload": envelope("r", Value::Null, row())}));
+        record.set_price("suggested_price", json!(2), PriceFormat::Integer);
+        assert_eq!(
+            record.row_types().unwrap()[9],
+            ("engine_size".to_owned(), "double".to_owned())
+        );
+        assert_eq!(upsert(&row()).row_types(), None);
+    }
+
+    #[test]
+    fn flattened_without_schema_is_priced_as_an_integer() {
+        let record = upsert(&row());
+        let price = PriceFormat::Integer.value(8506.82).unwrap();
+        let out = Value::Object(record.priced("suggested_price", price, PriceFormat::Integer));
+        assert_eq!(out["suggested_price"], json!(8507));
+        assert_eq!(out.as_object().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn a_missing_price_field_is_added_to_payload_and_schema() {
+        let mut schema = row_schema("v");
+        schema["fields"].as_array_mut().unwrap().pop();
+        let mut payload = row();
+        payload.as_object_mut().unwrap().remove("suggested_price");
+        let record = upsert(&json!({"schema": schema, "payload": payload}));
+        let out = Value::Object(record.priced("suggested_price", json!(17892), PriceFormat::Integer));
+        assert_eq!(out["payload"]["suggested_price"], 17892);
+        assert_eq!(
+            out["schema"]["fields"].as_array().unwrap().last().unwrap(),
+            &json!({"type": "int32", "optional": true, "field": "suggested_price"})
+        );
+    }
+
+    #[test]
+    fn a_logical_type_on_the_price_field_is_dropped_with_the_old_type() {
+        let mut schema = row_schema("v");
+        schema["fields"][10] = json!({"type": "bytes", "optional": true, "field": "suggested_price",
+            "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": {"scale": "2"}});
+        let record = upsert(&json!({"schema": schema, "payload": row()}));
+        let out = Value::Object(record.priced("suggested_price", json!(1), PriceFormat::Integer));
+        assert_eq!(
+            out["schema"]["fields"][10],
+            json!({"type": "int32", "optional": true, "field": "suggested_price"})
+        );
+    }
+
+    #[test]
+    fn creates_updates_and_snapshot_reads_are_priced_from_after() {
+        for op in ["c", "u", "r"] {
+            let mut after = row();
+            after["model"] = json!(format!("model-{op}"));
+            let before = if op == "u" { row() } else { Value::Null };
+            for with_schema in [false, true] {
+                let payload = envelope(op, before.clone(), after.clone());
+                let message = if with_schema {
+                    json!({"schema": envelope_schema(), "payload": payload})
+                } else {
+                    payload
+                };
+                let record = upsert(&message);
+                assert_eq!(record.row()["model"], json!(format!("model-{op}")), "op {op}");
+                let out = Value::Object(record.priced("suggested_price", json!(9000), PriceFormat::Integer));
+                let payload = if with_schema { &out["payload"] } else { &out };
+                assert_eq!(payload["after"]["suggested_price"], 9000, "op {op}");
+                assert_eq!(payload["op"], op, "the envelope is kept");
+                assert_eq!(payload["before"], before, "before is left as it was");
+                if with_schema {
+                    for side in [0, 1] {
+                        let fields = out["schema"]["fields"][side]["fields"].as_array().unwrap();
+                        assert_eq!(fields[10]["type"], "int32");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn float_prices_declare_float_in_both_sides_of_an_envelope() {
+        let message = json!({"schema": envelope_schema(), "payload": envelope("c", Value::Null, row())});
+        let out = Value::Object(upsert(&message).priced("suggested_price", json!(1.5), PriceFormat::Float));
+        for side in [0, 1] {
+            assert_eq!(out["schema"]["fields"][side]["fields"][10]["type"], "float");
+        }
+        assert_eq!(out["schema"]["fields"][2]["field"], "op", "other fields untouched");
+    }
+
+    #[test]
+    fn deletes_and_tombstones_become_tombstones() {
+        assert_eq!(decode(None), Ok(Change::Delete));
+        let delete = envelope("d", row(), Value::Null);
+        assert_eq!(decode(Some(&bytes(&delete))), Ok(Change::Delete));
+        let with_schema = json!({"schema": envelope_schema(), "payload": delete});
+        assert_eq!(decode(Some(&bytes(&with_schema))), Ok(Change::Delete));
+        let null_payload = json!({"schema": null, "payload": null});
+        assert_eq!(decode(Some(&bytes(&null_payload))), Ok(Change::Delete));
+        let mut rewritten = row();
+        rewritten["__deleted"] = json!("true");
+        assert_eq!(decode(Some(&bytes(&rewritten))), Ok(Change::Delete));
+        rewritten["__deleted"] = json!("false");
+        assert!(matches!(decode(Some(&bytes(&rewritten))), Ok(Change::Upsert(_))));
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_refused_with_its_kind() {
+        let kind = |bytes: &[u8]| decode(Some(bytes)).unwrap_err().kind;
+        assert_eq!(kind(b"{not json"), "json");
+        assert_eq!(kind(b""), "json");
+        assert_eq!(kind(b"[1, 2]"), "shape");
+        assert_eq!(kind(br#"{"schema": {}, "payload": 5}"#), "shape");
+        assert_eq!(kind(&bytes(&envelope("c", Value::Null, Value::Null))), "shape");
+        assert_eq!(kind(&bytes(&envelope("t", Value::Null, Value::Null))), "op");
+        assert_eq!(kind(&bytes(&envelope("x", Value::Null, row()))), "op");
+        let message = decode(Some(&bytes(&envelope("t", Value::Null, Value::Null)))).unwrap_err();
+        assert!(message.message.contains("truncate"), "{message}");
+    }
+
+    #[test]
+    fn a_row_with_a_column_named_op_is_still_a_row() {
+        let mut r = row();
+        r["op"] = json!("c");
+        let record = upsert(&r);
+        assert_eq!(record.row()["op"], "c");
+        assert_eq!(record.row()["id"], 22);
+    }
+
+    #[test]
+    fn prices_are_written_as_the_format_says() {
+        assert_eq!(PriceFormat::Integer.value(8506.5), Some(json!(8506)), "ties to even");
+        assert_eq!(PriceFormat::Integer.value(8507.5), Some(json!(8508)));
+        assert_eq!(PriceFormat::Integer.value(-0.4), Some(json!(0)));
+        assert_eq!(PriceFormat::Integer.value(3e9), None, "beyond int32");
+        assert_eq!(PriceFormat::Integer.value(f32::NAN), None);
+        assert_eq!(PriceFormat::Float.value(f32::INFINITY), None);
+        let exact = serde_json::to_string(&PriceFormat::Float.value(17892.19).unwrap()).unwrap();
+        assert_eq!(
+            exact, "17892.189453125",
+            "the float32's exact decimal, as Bento writes it"
+        );
+    }
+
+    #[test]
+    fn keys_are_read_with_or_without_schema() {
+        let with = br#"{"schema": {"type": "struct"}, "payload": {"id": 22}}"#;
+        assert_eq!(key_fields(with).unwrap()["id"], 22);
+        assert_eq!(key_fields(br#"{"id": 7}"#).unwrap()["id"], 7);
+        assert_eq!(key_fields(b"22"), None);
+    }
+}

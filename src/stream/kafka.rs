@@ -1,0 +1,274 @@
+//! Kafka: consume a batch, price it, produce the priced records, tombstones and dead letters, wait
+//! until the broker has acknowledged every one (and the Postgres sink has committed), and only then
+//! commit the batch's offsets. A crash anywhere before the commit re-prices and re-sends the batch on
+//! restart: at least once, never lost. The producer is idempotent, so its own retries add no copies.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::metrics::Metrics;
+use super::pg::{Op, Sink};
+use super::{debezium, Bridge, Message, Outcome};
+
+/// Dead-letter headers: what went wrong and where the message came from.
+pub const HEADER_ERROR: &str = "xgserve.error";
+pub const HEADER_ERROR_TYPE: &str = "xgserve.error.type";
+pub const HEADER_TOPIC: &str = "xgserve.source.topic";
+pub const HEADER_PARTITION: &str = "xgserve.source.partition";
+pub const HEADER_OFFSET: &str = "xgserve.source.offset";
+
+/// Where to read and write.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub source_topics: Vec<String>,
+    pub sink_topic: String,
+    pub dead_letter_topic: String,
+    /// Most messages priced in one engine call.
+    pub max_batch: usize,
+    /// How long a batch waits for more messages after its first.
+    pub linger: Duration,
+    /// Extra librdkafka settings (`security.protocol`, SASL, ...), applied to both clients.
+    pub options: Vec<(String, String)>,
+}
+
+/// Reads librdkafka's statistics into the lag gauge and logs rebalances.
+struct Context {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.metrics.lag.set(lag);
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance) {
+        tracing::info!(?rebalance, "partitions rebalanced");
+    }
+}
+
+fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.options {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Runs the bridge until `shutdown` resolves, then finishes the batch in hand, commits and returns.
+pub async fn run(
+    config: KafkaConfig,
+    bridge: Bridge,
+    mut sink: Option<Sink>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = bridge.metrics.clone();
+    let consumer: StreamConsumer<Context> = client_config(&config)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(Context {
+            metrics: metrics.clone(),
+        })
+        .context("cannot create the Kafka consumer")?;
+    let topics: Vec<&str> = config.source_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).context("cannot subscribe")?;
+    let producer: FutureProducer = client_config(&config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .context("cannot create the Kafka producer")?;
+    metrics.ready.store(true, Ordering::Relaxed);
+    tracing::info!(topics = ?config.source_topics, sink = %config.sink_topic,
+        dead_letters = %config.dead_letter_topic, "consuming");
+
+    tokio::pin!(shutdown);
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            message = consumer.recv() => message,
+        };
+        let started = Instant::now();
+        let mut batch = match first {
+            Ok(m) => vec![owned(&m)],
+            Err(e) => {
+                tracing::warn!(error = %e, "consume failed; retrying");
+                continue;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + config.linger;
+        while batch.len() < config.max_batch {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(owned(&m)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "consume failed; retrying"),
+                Err(_) => break,
+            }
+        }
+        metrics.consumed.inc_by(batch.len() as u64);
+        metrics.batch_size.observe(batch.len() as f64);
+        // A remote backend that is down holds the batch; a shutdown then leaves it uncommitted.
+        let outcomes = tokio::select! {
+            biased;
+            outcomes = bridge.handle(&batch) => outcomes,
+            () = &mut shutdown => {
+                tracing::warn!("shutting down with a batch unpriced; it is consumed again on restart");
+                break;
+            }
+        };
+        deliver(&producer, &config, &batch, &outcomes, &metrics).await?;
+        if let Some(sink) = sink.as_mut() {
+            let changed = sink.apply(&sink_ops(&batch, &outcomes)).await?;
+            metrics.sink_rows.inc_by(changed);
+        }
+        commit(&consumer, &batch)?;
+        metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+    }
+    metrics.ready.store(false, Ordering::Relaxed);
+    tracing::info!("stopped consuming; every priced batch is committed");
+    Ok(())
+}
+
+fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    Message {
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+    }
+}
+
+/// Produces one record per message and waits for every acknowledgement. A record the broker does
+/// not take (after librdkafka's own retries) fails the batch, which is then not committed.
+async fn deliver(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    batch: &[Message],
+    outcomes: &[Outcome],
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for (message, outcome) in batch.iter().zip(outcomes) {
+        let key = message.key.as_deref();
+        let delivery = match outcome {
+            Outcome::Priced { value, .. } => send(producer, record(&config.sink_topic, key, Some(value))).await?,
+            Outcome::Tombstone => send(producer, record(&config.sink_topic, key, None)).await?,
+            Outcome::DeadLetter { kind, error } => {
+                tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset,
+                    error_type = %kind, %error, "dead-lettered");
+                let partition = message.partition.to_string();
+                let offset = message.offset.to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(header(HEADER_ERROR, error))
+                    .insert(header(HEADER_ERROR_TYPE, kind))
+                    .insert(header(HEADER_TOPIC, &message.topic))
+                    .insert(header(HEADER_PARTITION, &partition))
+                    .insert(header(HEADER_OFFSET, &offset));
+                let record = record(&config.dead_letter_topic, key, message.value.as_deref()).headers(headers);
+                send(producer, record).await?
+            }
+        };
+        deliveries.push((delivery, outcome));
+    }
+    for (delivery, outcome) in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e).context("the broker did not take a record; the batch is not committed"),
+            Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
+        }
+        match outcome {
+            Outcome::Priced { .. } => metrics.produced.inc(),
+            Outcome::Tombstone => metrics.tombstones.inc(),
+            Outcome::DeadLetter { kind, .. } => metrics.dead_letter(kind),
+        }
+    }
+    Ok(())
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record = FutureRecord::to(topic);
+    record.key = key;
+    record.payload = value;
+    record
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full.
+async fn send(producer: &FutureProducer, mut record: FutureRecord<'_, [u8], [u8]>) -> anyhow::Result<DeliveryFuture> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e).context("cannot enqueue a record"),
+        }
+    }
+}
+
+/// The batch's changes for the Postgres sink, in order; dead letters change nothing.
+fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> Vec<Op> {
+    batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(message, outcome)| match outcome {
+            Outcome::Priced { row, types, .. } => Some(Op::Upsert {
+                row: row.clone(),
+                types: types.clone(),
+            }),
+            Outcome::Tombstone => message.key.as_deref().and_then(debezium::key_fields).map(Op::Delete),
+            Outcome::DeadLetter { .. } => None,
+        })
+        .collect()
+}
+
+/// Commits the next offset of every partition in the batch.
+fn commit(consumer: &StreamConsumer<Context>, batch: &[Message]) -> anyhow::Result<()> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = next.entry((&m.topic, m.partition)).or_insert(m.offset + 1);
+        *entry = (*entry).max(m.offset + 1);
+    }
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+        // After a rebalance the partitions' new owner consumes these messages again: at least once.
+        tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
+    }
+    Ok(())
+}

