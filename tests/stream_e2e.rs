@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::services::{
-    ford_rows, insert_cars, start_bridge, start_debezium, wait_until, Broker, Postgres, SOURCE_TOPIC,
+    ford_rows, free_port, http_get, insert_cars, start_bridge, start_debezium, terminate, wait_until, Broker, Postgres,
+    SOURCE_TOPIC,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -140,7 +141,13 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
             .unwrap();
     }
 
-    let mut bridge = start_bridge("bridge-2", &broker, &bridge_args, &logs);
+    let metrics_port = free_port().to_string();
+    let args: Vec<&str> = bridge_args
+        .iter()
+        .copied()
+        .chain(["--metrics-port", &metrics_port])
+        .collect();
+    let mut bridge = start_bridge("bridge-2", &broker, &args, &logs);
     runtime.block_on(writer).unwrap();
     wait_until("every row in the sink", Duration::from_secs(240), || {
         debezium.assert_running();
@@ -214,6 +221,62 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
         ids.insert(id);
     }
     assert_eq!(ids.len(), ROWS, "every row in the sink topic");
+    // An update is priced again; deletes reach the sink as tombstones and delete the rows.
+    runtime.block_on(async {
+        db.execute("UPDATE tbl_car_price SET price = 1 WHERE id = 11", &[])
+            .await
+            .unwrap();
+        db.execute("DELETE FROM tbl_car_price WHERE id <= 10", &[])
+            .await
+            .unwrap();
+    });
+    wait_until("the update and deletes in the sink", Duration::from_secs(60), || {
+        let (count, price) = runtime.block_on(async {
+            let count: i64 = db
+                .query_one("SELECT count(*) FROM car_data_predicted", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let row = db.query_one(
+                "SELECT price, suggested_price FROM car_data_predicted WHERE id = 11",
+                &[],
+            );
+            let row = row.await.unwrap();
+            (count, (row.get::<_, Option<i32>>(0), row.get::<_, Option<i32>>(1)))
+        });
+        (count == ROWS as i64 - 10 && price == (Some(1), Some(expected[10]))).then_some(())
+    });
+
+    // The bridge's own counters, then a graceful stop.
+    let port: u16 = metrics_port.parse().unwrap();
+    assert_eq!(http_get(port, "/readyz").0, "HTTP/1.0 200 OK");
+    let metrics = http_get(port, "/metrics").1;
+    let value = |line: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+    };
+    for kind in ["json", "type", "missing_column"] {
+        assert_eq!(
+            value(&format!("xgserve_stream_dead_lettered_total{{error_type=\"{kind}\"}} ")),
+            1.0
+        );
+    }
+    assert!(value("xgserve_stream_tombstones_total ") >= 10.0);
+    assert!(value("xgserve_stream_produced_total ") >= (ROWS - at_kill) as f64);
+    let status = terminate(&mut bridge, Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "SIGTERM ends the bridge cleanly: {status}\n{}",
+        bridge.tail()
+    );
+    assert!(
+        bridge.tail().contains("every priced batch is committed"),
+        "{}",
+        bridge.tail()
+    );
+
     eprintln!(
         "{ROWS} rows, {} sink records ({} sent again after the crash at {at_kill} rows), {} dead letters",
         produced.len(),

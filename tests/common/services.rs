@@ -91,6 +91,39 @@ pub fn wait_for_port(port: u16, process: &mut Process, within: Duration) {
     }
 }
 
+/// A plain HTTP GET on loopback; the status line and body.
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub fn terminate(process: &mut Process, within: Duration) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not stop after SIGTERM:\n{}",
+            process.name,
+            process.tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `check` until it returns `Some`, failing with `what` after `within`.
 pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
@@ -276,15 +309,10 @@ pub fn start_bridge(name: &str, broker: &Broker, args: &[&str], log_dir: &Path) 
         Command::new(env!("CARGO_BIN_EXE_xgserve"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("stream")
-            .args([
-                "--brokers",
-                &broker.brokers(),
-                "--metrics-host",
-                "127.0.0.1",
-                "--metrics-port",
-                "0",
-            ])
+            .args(["--brokers", &broker.brokers(), "--metrics-host", "127.0.0.1"])
             .args(args)
+            // Any free port unless `args` names one.
+            .env("XGSERVE_METRICS_PORT", "0")
             .env("RUST_LOG", "info,rdkafka=warn"),
         log_dir,
     )
