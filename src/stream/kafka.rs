@@ -3,7 +3,7 @@
 //! commit the batch's offsets. A crash anywhere before the commit re-prices and re-sends the batch on
 //! restart: at least once, never lost. The producer is idempotent, so its own retries add no copies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +28,23 @@ pub const HEADER_ERROR_TYPE: &str = "xgserve.error.type";
 pub const HEADER_TOPIC: &str = "xgserve.source.topic";
 pub const HEADER_PARTITION: &str = "xgserve.source.partition";
 pub const HEADER_OFFSET: &str = "xgserve.source.offset";
+
+/// Batches produced but not yet all acknowledged, at most: one being sent while the next is priced.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A batch whose records are enqueued: the deliveries to wait for, and the offsets to commit after.
+struct Pending {
+    deliveries: Vec<(DeliveryFuture, Delivered)>,
+    next_offsets: BTreeMap<(String, i32), i64>,
+    started: Instant,
+}
+
+/// What a delivered record counts as.
+enum Delivered {
+    Priced,
+    Tombstone,
+    DeadLetter(String),
+}
 
 /// Where to read and write.
 #[derive(Debug, Clone)]
@@ -69,9 +86,13 @@ impl ConsumerContext for Context {
     }
 }
 
-fn client_config(config: &KafkaConfig) -> ClientConfig {
+/// A client's settings: the bridge's defaults, then the operator's `--kafka-option`s over them.
+fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
     for (key, value) in &config.options {
         client.set(key, value);
     }
@@ -86,28 +107,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = bridge.metrics.clone();
-    let consumer: StreamConsumer<Context> = client_config(&config)
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "1000")
-        .create_with_context(Context {
-            metrics: metrics.clone(),
-        })
-        .context("cannot create the Kafka consumer")?;
+    let consumer: StreamConsumer<Context> = client_config(
+        &config,
+        &[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "1000"),
+            // A broker answers a fetch as soon as data arrives, but not every Kafka-protocol broker
+            // does; a short wait bounds the latency an idle partition adds either way.
+            ("fetch.wait.max.ms", "100"),
+        ],
+    )
+    .create_with_context(Context {
+        metrics: metrics.clone(),
+    })
+    .context("cannot create the Kafka consumer")?;
     let topics: Vec<&str> = config.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("cannot subscribe")?;
-    let producer: FutureProducer = client_config(&config)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .context("cannot create the Kafka producer")?;
+    let producer: FutureProducer = client_config(
+        &config,
+        &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "1")],
+    )
+    .create()
+    .context("cannot create the Kafka producer")?;
     metrics.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?config.source_topics, sink = %config.sink_topic,
         dead_letters = %config.dead_letter_topic, "consuming");
 
     tokio::pin!(shutdown);
+    // Per partition, the offset after the last message whose records were all acknowledged.
+    let mut acknowledged: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut in_flight: VecDeque<Pending> = VecDeque::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -141,15 +172,27 @@ pub async fn run(
                 break;
             }
         };
-        deliver(&producer, &config, &batch, &outcomes, &metrics).await?;
         if let Some(sink) = sink.as_mut() {
             let changed = sink.apply(&sink_ops(&batch, &outcomes)).await?;
             metrics.sink_rows.inc_by(changed);
         }
-        commit(&consumer, &batch)?;
-        metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        in_flight.push_back(enqueue(&producer, &config, &batch, &outcomes, started).await?);
+        // The next batch is fetched and priced while this one's records are on their way; batches
+        // are committed in order, each once all its records are acknowledged.
+        while in_flight.len() >= BATCHES_IN_FLIGHT {
+            let batch = in_flight.pop_front().expect("not empty");
+            settle(batch, &consumer, &metrics, &mut acknowledged).await?;
+        }
+    }
+    for batch in in_flight {
+        settle(batch, &consumer, &metrics, &mut acknowledged).await?;
     }
     metrics.ready.store(false, Ordering::Relaxed);
+    if !acknowledged.is_empty() {
+        if let Err(e) = consumer.commit(&offsets(&acknowledged)?, CommitMode::Sync) {
+            tracing::warn!(error = %e, "the final commit failed; the last batch will be consumed again");
+        }
+    }
     tracing::info!("stopped consuming; every priced batch is committed");
     Ok(())
 }
@@ -164,21 +207,27 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
     }
 }
 
-/// Produces one record per message and waits for every acknowledgement. A record the broker does
-/// not take (after librdkafka's own retries) fails the batch, which is then not committed.
-async fn deliver(
+/// Enqueues one record per message: the priced record, a tombstone, or the message itself to the
+/// dead-letter topic with headers naming the error and where it came from.
+async fn enqueue(
     producer: &FutureProducer,
     config: &KafkaConfig,
     batch: &[Message],
     outcomes: &[Outcome],
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
+    started: Instant,
+) -> anyhow::Result<Pending> {
     let mut deliveries = Vec::with_capacity(batch.len());
     for (message, outcome) in batch.iter().zip(outcomes) {
         let key = message.key.as_deref();
         let delivery = match outcome {
-            Outcome::Priced { value, .. } => send(producer, record(&config.sink_topic, key, Some(value))).await?,
-            Outcome::Tombstone => send(producer, record(&config.sink_topic, key, None)).await?,
+            Outcome::Priced { value, .. } => {
+                let sent = send(producer, record(&config.sink_topic, key, Some(value))).await?;
+                (sent, Delivered::Priced)
+            }
+            Outcome::Tombstone => (
+                send(producer, record(&config.sink_topic, key, None)).await?,
+                Delivered::Tombstone,
+            ),
             Outcome::DeadLetter { kind, error } => {
                 tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset,
                     error_type = %kind, %error, "dead-lettered");
@@ -191,23 +240,53 @@ async fn deliver(
                     .insert(header(HEADER_PARTITION, &partition))
                     .insert(header(HEADER_OFFSET, &offset));
                 let record = record(&config.dead_letter_topic, key, message.value.as_deref()).headers(headers);
-                send(producer, record).await?
+                (send(producer, record).await?, Delivered::DeadLetter(kind.clone()))
             }
         };
-        deliveries.push((delivery, outcome));
+        deliveries.push(delivery);
     }
-    for (delivery, outcome) in deliveries {
+    let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = next_offsets
+            .entry((m.topic.clone(), m.partition))
+            .or_insert(m.offset + 1);
+        *entry = (*entry).max(m.offset + 1);
+    }
+    Ok(Pending {
+        deliveries,
+        next_offsets,
+        started,
+    })
+}
+
+/// Waits for every acknowledgement of a batch, then commits it. A record the broker does not take
+/// (after librdkafka's own retries) fails the bridge before the commit: the batch is consumed again.
+async fn settle(
+    batch: Pending,
+    consumer: &StreamConsumer<Context>,
+    metrics: &Metrics,
+    acknowledged: &mut BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<()> {
+    for (delivery, delivered) in batch.deliveries {
         match delivery.await {
             Ok(Ok(_)) => {}
             Ok(Err((e, _))) => return Err(e).context("the broker did not take a record; the batch is not committed"),
             Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
         }
-        match outcome {
-            Outcome::Priced { .. } => metrics.produced.inc(),
-            Outcome::Tombstone => metrics.tombstones.inc(),
-            Outcome::DeadLetter { kind, .. } => metrics.dead_letter(kind),
+        match delivered {
+            Delivered::Priced => metrics.produced.inc(),
+            Delivered::Tombstone => metrics.tombstones.inc(),
+            Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
         }
     }
+    // Asynchronous: the records are already acknowledged, and a commit that is lost only means the
+    // batch is consumed again (at least once). Shutdown commits synchronously.
+    if let Err(e) = consumer.commit(&offsets(&batch.next_offsets)?, CommitMode::Async) {
+        // After a rebalance the partitions' new owner consumes these messages again: at least once.
+        tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
+    }
+    acknowledged.extend(batch.next_offsets);
+    metrics.batch_seconds.observe(batch.started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -255,20 +334,10 @@ fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> Vec<Op> {
         .collect()
 }
 
-/// Commits the next offset of every partition in the batch.
-fn commit(consumer: &StreamConsumer<Context>, batch: &[Message]) -> anyhow::Result<()> {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = next.entry((&m.topic, m.partition)).or_insert(m.offset + 1);
-        *entry = (*entry).max(m.offset + 1);
-    }
+fn offsets(next: &BTreeMap<(String, i32), i64>) -> anyhow::Result<TopicPartitionList> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
-        offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
-    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-        // After a rebalance the partitions' new owner consumes these messages again: at least once.
-        tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
-    }
-    Ok(())
+    Ok(offsets)
 }

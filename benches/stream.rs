@@ -1,0 +1,302 @@
+//! The bridge's throughput and latency, with real parts on loopback (tansu, PostgreSQL, Debezium):
+//!
+//! 1. **Batched, in process**: `xgserve stream` drains a backlog of Debezium events, Kafka → price →
+//!    Kafka; events/s from the produced records' timestamps, plus the CPU the bridge and the broker
+//!    used meanwhile (which of the two is the bottleneck).
+//! 2. **The seed's design**: the same events, one at a time, each POSTed to `/predict` over HTTP and
+//!    flushed (acknowledged) before the next (`--predict-url ... --max-batch 1`).
+//! 3. **Insert to sink**: rows inserted into Postgres at a steady rate, through Debezium, the bridge
+//!    and its Postgres sink; latency from each insert's commit to its upsert, p50/p99.
+//!
+//! Run: `cargo bench --bench stream --features stream` (needs what `tests/run` installs).
+//! `XGSERVE_BENCH_EVENTS` (default 20000) and `XGSERVE_BENCH_LOOP_EVENTS` (default 2000) set the sizes.
+
+#[path = "../tests/common/services.rs"]
+mod services;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::json;
+use services::{free_port, start_bridge, start_debezium, wait_for_port, Broker, Postgres, Process, SOURCE_TOPIC};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn data() -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("XGSERVE_DATA").map_or_else(|| repo.join("../shared/data/ford.csv"), Into::into)
+}
+
+/// The seed table's rows as Debezium writes them (flattened, JSON with schemas), ford.csv cycled.
+fn events(n: usize) -> Vec<(String, String)> {
+    let field = |t: &str, f: &str| json!({"type": t, "optional": f != "id", "field": f});
+    let schema = json!({"type": "struct", "optional": false, "name": "car_database.public.tbl_car_price.Value",
+        "fields": [field("int32", "id"), field("string", "model"), field("int32", "year"), field("int32", "price"),
+                   field("string", "transmission"), field("int32", "mileage"), field("string", "fuel_type"),
+                   field("int32", "tax"), field("double", "mpg"), field("double", "engine_size"),
+                   field("int32", "suggested_price")]});
+    let key_schema = json!({"type": "struct", "optional": false, "name": "car_database.public.tbl_car_price.Key",
+        "fields": [field("int32", "id")]});
+    let rows = services::ford_rows(&data(), 17_965);
+    (0..n)
+        .map(|i| {
+            let r = &rows[i % rows.len()];
+            let n = |k: usize| r[k].parse::<f64>().unwrap();
+            let id = i + 1;
+            let payload = json!({"id": id, "model": &r[0], "year": n(1) as i64, "price": n(2) as i64,
+                "transmission": &r[3], "mileage": n(4) as i64, "fuel_type": &r[5], "tax": n(6) as i64,
+                "mpg": n(7), "engine_size": n(8), "suggested_price": null});
+            let key = json!({"schema": key_schema, "payload": {"id": id}});
+            (
+                key.to_string(),
+                json!({"schema": schema, "payload": payload}).to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Reads `n` records of a topic; the span of their timestamps in milliseconds.
+fn timestamps(brokers: &str, topic: &str, n: usize, within: Duration) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let (mut first, mut last, mut seen) = (i64::MAX, i64::MIN, 0);
+    let deadline = Instant::now() + within;
+    while seen < n {
+        assert!(Instant::now() < deadline, "only {seen} of {n} records reached {topic}");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            let t = m.timestamp().to_millis().unwrap();
+            first = first.min(t);
+            last = last.max(t);
+            seen += 1;
+        }
+    }
+    (first, last)
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn cpu_seconds(process: &Process) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` and `cargo bench -- --list` probe bench binaries
+    }
+    let events_n = env_usize("XGSERVE_BENCH_EVENTS", 20_000);
+    let loop_n = env_usize("XGSERVE_BENCH_LOOP_EVENTS", 2_000).min(events_n);
+    let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/stream-bench");
+    std::fs::create_dir_all(&logs).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let mut broker = Broker::start(&logs);
+    let brokers = broker.brokers();
+    for (topic, partitions) in [(SOURCE_TOPIC, 2), ("priced_batched", 2), ("priced_loop", 2), ("dlq", 1)] {
+        broker.create_topic(topic, partitions);
+    }
+    println!("producing {events_n} Debezium events to {SOURCE_TOPIC} ...");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "1")
+        // Record batches of Kafka's Java default size: with librdkafka's 1 MB batches tansu 0.6 stalled.
+        .set("batch.size", "16384")
+        .create()
+        .unwrap();
+    runtime.block_on(async {
+        let events = events(events_n);
+        for chunk in events.chunks(1_000) {
+            let sends: Vec<_> = chunk
+                .iter()
+                .map(|(k, v)| {
+                    producer.send(
+                        FutureRecord::to(SOURCE_TOPIC).key(k).payload(v),
+                        Duration::from_secs(30),
+                    )
+                })
+                .collect();
+            for send in sends {
+                send.await.unwrap();
+            }
+            eprint!(".");
+        }
+        eprintln!();
+    });
+
+    // 1. Batched, in process.
+    let tansu_before = cpu_seconds(&broker.process);
+    let started = Instant::now();
+    let mut bridge = start_bridge(
+        "bench-batched",
+        &broker,
+        &[
+            "--group-id",
+            "bench-batched",
+            "--sink-topic",
+            "priced_batched",
+            "--dead-letter-topic",
+            "dlq",
+        ],
+        &logs,
+    );
+    let (first, last) = timestamps(&brokers, "priced_batched", events_n, Duration::from_secs(600));
+    let wall = started.elapsed();
+    let (bridge_cpu, tansu_cpu) = (cpu_seconds(&bridge), cpu_seconds(&broker.process) - tansu_before);
+    bridge.assert_running();
+    drop(bridge);
+    let span = (last - first).max(1) as f64 / 1000.0;
+    let batched = (events_n - 1) as f64 / span;
+    println!(
+        "batched, in process: {events_n} events in {span:.2} s = {batched:.0} events/s \
+         (start to last record {:.1} s, including the group join); CPU meanwhile: bridge {bridge_cpu:.2} s, \
+         broker {tansu_cpu:.2} s",
+        wall.as_secs_f64()
+    );
+
+    // 2. The seed's design: one message at a time through HTTP /predict, flushed each time.
+    let port = free_port();
+    let mut server = Process::spawn(
+        "bench-server",
+        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]),
+        &logs,
+    );
+    wait_for_port(port, &mut server, Duration::from_secs(30));
+    let url = format!("http://127.0.0.1:{port}/predict");
+    let mut bridge = start_bridge(
+        "bench-loop",
+        &broker,
+        &[
+            "--group-id",
+            "bench-loop",
+            "--sink-topic",
+            "priced_loop",
+            "--dead-letter-topic",
+            "dlq",
+            "--predict-url",
+            &url,
+            "--max-batch",
+            "1",
+            "--price-format",
+            "float",
+        ],
+        &logs,
+    );
+    let (first, last) = timestamps(&brokers, "priced_loop", loop_n, Duration::from_secs(600));
+    bridge.assert_running();
+    drop(bridge);
+    drop(server);
+    let span = (last - first).max(1) as f64 / 1000.0;
+    let looped = (loop_n - 1) as f64 / span;
+    println!(
+        "per message over HTTP, flushed each time: {loop_n} events in {span:.2} s = {looped:.0} events/s; \
+         batched is {:.0}x",
+        batched / looped
+    );
+
+    // 3. Insert to sink, end to end.
+    let postgres = Postgres::start(&logs);
+    let state = tempfile::tempdir().unwrap();
+    let mut e2e_broker = Broker::start(&logs);
+    for topic in [SOURCE_TOPIC, "car_data_predicted", "car_data_predicted.dlq"] {
+        e2e_broker.create_topic(topic, 1);
+    }
+    let db = runtime.block_on(postgres.connect());
+    runtime.block_on(async {
+        db.batch_execute(
+            "CREATE TABLE car_data_predicted (id INTEGER PRIMARY KEY, model TEXT, year INTEGER, price INTEGER, \
+             transmission TEXT, mileage INTEGER, fuel_type TEXT, tax INTEGER, mpg DOUBLE PRECISION, \
+             engine_size DOUBLE PRECISION, suggested_price INTEGER, synced_at TIMESTAMPTZ);
+             CREATE FUNCTION stamp() RETURNS trigger AS $$ BEGIN NEW.synced_at := clock_timestamp(); RETURN NEW; END $$
+             LANGUAGE plpgsql;
+             CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON car_data_predicted FOR EACH ROW EXECUTE FUNCTION stamp();",
+        )
+        .await
+        .unwrap();
+    });
+    let mut debezium = start_debezium(&postgres, &e2e_broker, state.path(), &logs);
+    let pg = postgres.url("car_database");
+    let mut bridge = start_bridge(
+        "bench-e2e",
+        &e2e_broker,
+        &["--pg-sink", &pg, "--group-id", "bench-e2e"],
+        &logs,
+    );
+    let rows = services::ford_rows(&data(), 2_000);
+    // Warm up: the first row waits for Debezium's snapshot and the group join.
+    runtime.block_on(services::insert_cars(&db, &rows[..1]));
+    services::wait_until("the first row in the sink", Duration::from_secs(180), || {
+        debezium.assert_running();
+        bridge.assert_running();
+        let n = runtime
+            .block_on(db.query_one("SELECT count(*) FROM car_data_predicted", &[]))
+            .unwrap();
+        (n.get::<_, i64>(0) == 1).then_some(())
+    });
+    let rate = 200.0;
+    let mut inserted = Vec::new();
+    let start = Instant::now();
+    for (i, row) in rows[1..].iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        runtime.block_on(services::insert_cars(&db, std::slice::from_ref(row)));
+        inserted.push(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64());
+    }
+    let n = rows.len() as i64;
+    services::wait_until("every row in the sink", Duration::from_secs(120), || {
+        let count = runtime
+            .block_on(db.query_one("SELECT count(*) FROM car_data_predicted", &[]))
+            .unwrap();
+        (count.get::<_, i64>(0) == n).then_some(())
+    });
+    let synced = runtime
+        .block_on(db.query(
+            "SELECT id, extract(epoch FROM synced_at)::float8 FROM car_data_predicted WHERE id > 1 ORDER BY id",
+            &[],
+        ))
+        .unwrap();
+    let mut latencies: Vec<f64> = synced
+        .iter()
+        .map(|r| {
+            let id: i32 = r.get(0);
+            let at: f64 = r.get(1);
+            (at - inserted[id as usize - 2]) * 1000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "insert to sink (Postgres → Debezium → tansu → bridge → Postgres), {} rows at {rate} rows/s: \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    bridge.assert_running();
+    debezium.assert_running();
+    broker.process.assert_running();
+    e2e_broker.process.assert_running();
+}
