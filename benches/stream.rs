@@ -9,7 +9,7 @@
 //!    and its Postgres sink; latency from each insert's commit to its upsert, p50/p99.
 //!
 //! Run: `cargo bench --bench stream --features stream` (needs what `tests/run` installs).
-//! `XGSERVE_BENCH_EVENTS` (default 20000) and `XGSERVE_BENCH_LOOP_EVENTS` (default 2000) set the sizes.
+//! `XGSERVE_BENCH_EVENTS` (default 20000) and `XGSERVE_BENCH_LOOP_EVENTS` (default 1000) set the sizes.
 
 #[path = "../tests/common/services.rs"]
 mod services;
@@ -85,6 +85,30 @@ fn timestamps(brokers: &str, topic: &str, n: usize, within: Duration) -> (i64, i
     (first, last)
 }
 
+/// Reads `n` records of a topic with a fresh consumer group, noting when the first arrived.
+fn drain(brokers: &str, topic: &str, n: usize, first: &mut Option<Instant>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-drain-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of {n} records read from {topic}"
+        );
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(500)) {
+            first.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+}
+
 /// CPU seconds a process has used (user + system), from /proc.
 fn cpu_seconds(process: &Process) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())).unwrap_or_default();
@@ -107,7 +131,7 @@ fn main() {
         return; // `cargo test --benches` and `cargo bench -- --list` probe bench binaries
     }
     let events_n = env_usize("XGSERVE_BENCH_EVENTS", 20_000);
-    let loop_n = env_usize("XGSERVE_BENCH_LOOP_EVENTS", 2_000).min(events_n);
+    let loop_n = env_usize("XGSERVE_BENCH_LOOP_EVENTS", 1_000).min(events_n);
     let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/stream-bench");
     std::fs::create_dir_all(&logs).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -125,8 +149,8 @@ fn main() {
         .set("batch.size", "16384")
         .create()
         .unwrap();
+    let events = events(events_n);
     runtime.block_on(async {
-        let events = events(events_n);
         for chunk in events.chunks(1_000) {
             let sends: Vec<_> = chunk
                 .iter()
@@ -144,6 +168,12 @@ fn main() {
         }
         eprintln!();
     });
+    // The broker's own ceiling for reading the backlog: a plain consumer, nothing else.
+    let reading = Instant::now();
+    let mut first_read = None;
+    drain(&brokers, SOURCE_TOPIC, events_n, &mut first_read);
+    let consumed = (events_n - 1) as f64 / first_read.map_or(reading, |t: Instant| t).elapsed().as_secs_f64();
+    println!("broker alone: a plain consumer reads the backlog at {consumed:.0} events/s (from its first record)");
 
     // 1. Batched, in process.
     let tansu_before = cpu_seconds(&broker.process);

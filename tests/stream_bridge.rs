@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use xgserve::bundle::Model;
 use xgserve::http::{self, AppState};
 use xgserve::input::{decode_csv, Limits};
-use xgserve::stream::debezium::PriceFormat;
+use xgserve::stream::debezium::{PriceFormat, Schemas};
 use xgserve::stream::metrics::{self, Metrics};
 use xgserve::stream::{remote, Bridge, Message, Outcome, Pricer};
 
@@ -70,6 +70,8 @@ fn bridge(pricer: Pricer, format: PriceFormat) -> Bridge {
         price_field: "suggested_price".into(),
         price_format: format,
         metrics: Arc::new(Metrics::new()),
+        schemas: Arc::new(Schemas::new("suggested_price", format)),
+        keep_rows: true,
     }
 }
 

@@ -23,6 +23,7 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
 
     use anyhow::Context;
 
+    use crate::stream::debezium::Schemas;
     use crate::stream::{kafka, metrics, pg, remote, Bridge, Pricer};
 
     let metrics = Arc::new(metrics::Metrics::new());
@@ -66,6 +67,8 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
         price_field: args.price_field.clone(),
         price_format: args.price_format,
         metrics,
+        schemas: Arc::new(Schemas::new(&args.price_field, args.price_format)),
+        keep_rows: sink.is_some(),
     };
     let config = kafka::KafkaConfig {
         brokers: args.brokers.clone(),

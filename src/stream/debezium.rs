@@ -5,6 +5,11 @@
 //! is written back in the form it came in, with its schema updated to match the value written, so a
 //! JDBC sink takes it as it is. Knows nothing of Kafka or the model.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// What a message asks of the bridge.
@@ -78,13 +83,31 @@ enum Form {
 }
 
 /// A row to price, kept inside the message it came in so it can be written back in the same form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Record {
-    /// The whole message; for a message without schemas, the payload itself.
-    message: Map<String, Value>,
-    /// Whether the message is `{"schema": ..., "payload": ...}`.
-    with_schema: bool,
+    /// The message's schema, verbatim; `None` for a message without the schema envelope. It is the
+    /// same for every message of a table, so it is kept as text and rewritten once per schema (see
+    /// [`Schemas`]), not parsed and written again per message.
+    schema: Option<Box<RawValue>>,
+    /// The payload: the row itself, or a change envelope holding it in `after`.
+    payload: Map<String, Value>,
     form: Form,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.schema.as_ref().map(|s| s.get()) == other.schema.as_ref().map(|s| s.get())
+            && self.payload == other.payload
+            && self.form == other.form
+    }
+}
+
+/// `{"schema": ..., "payload": ...}`, exactly those two keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithSchema {
+    schema: Box<RawValue>,
+    payload: Value,
 }
 
 /// Reads one message value; `None` is a tombstone.
@@ -92,18 +115,17 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
     let Some(bytes) = value else {
         return Ok(Change::Delete);
     };
-    let message: Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::new("json", format!("not JSON: {e}")))?;
-    let Value::Object(message) = message else {
-        return Err(DecodeError::new("shape", "not a JSON object"));
-    };
-    let with_schema = message.len() == 2 && message.contains_key("schema") && message.contains_key("payload");
-    let payload = if with_schema { &message["payload"] } else { &Value::Null };
-    let payload = match (with_schema, payload) {
-        (true, Value::Null) => return Ok(Change::Delete),
-        (true, Value::Object(p)) => p,
-        (true, _) => return Err(DecodeError::new("shape", "`payload` is not an object")),
-        (false, _) => &message,
+    let (schema, payload) = match serde_json::from_slice::<WithSchema>(bytes) {
+        Ok(WithSchema { schema, payload }) => match payload {
+            Value::Null => return Ok(Change::Delete),
+            Value::Object(payload) => (Some(schema), payload),
+            _ => return Err(DecodeError::new("shape", "`payload` is not an object")),
+        },
+        Err(_) => match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(message)) => (None, message),
+            Ok(_) => return Err(DecodeError::new("shape", "not a JSON object")),
+            Err(e) => return Err(DecodeError::new("json", format!("not JSON: {e}"))),
+        },
     };
     let form = match payload.get("op") {
         Some(Value::String(op)) if payload.contains_key("after") || payload.contains_key("before") => {
@@ -123,74 +145,103 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
     if form == Form::Flat && matches!(payload.get("__deleted"), Some(Value::String(s)) if s == "true") {
         return Ok(Change::Delete);
     }
-    Ok(Change::Upsert(Record {
-        message,
-        with_schema,
-        form,
-    }))
+    Ok(Change::Upsert(Record { schema, payload, form }))
+}
+
+/// Schemas rewritten to declare the price field, by the schema's text: a table's messages all carry
+/// the same schema, so each is rewritten once.
+#[derive(Debug)]
+pub struct Schemas {
+    field: String,
+    format: PriceFormat,
+    rewritten: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl Schemas {
+    /// Distinct schemas kept; beyond this the cache starts again (schemas change rarely).
+    const CAPACITY: usize = 256;
+
+    pub fn new(field: &str, format: PriceFormat) -> Self {
+        Self {
+            field: field.to_owned(),
+            format,
+            rewritten: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn rewrite(&self, schema: &RawValue, form: Form) -> Arc<str> {
+        let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(done) = cache.get(schema.get()) {
+            return done.clone();
+        }
+        let mut value: Value = serde_json::from_str(schema.get()).expect("a RawValue is valid JSON");
+        match form {
+            Form::Flat => declare(&mut value, &self.field, self.format),
+            Form::Envelope => {
+                // `before` and `after` share the table's row schema; keep them equal.
+                for side in schema_fields(&mut value).into_iter().flatten() {
+                    if matches!(side.get("field"), Some(Value::String(f)) if f == "before" || f == "after") {
+                        declare(side, &self.field, self.format);
+                    }
+                }
+            }
+        }
+        let done: Arc<str> = serde_json::to_string(&value).expect("JSON serializes").into();
+        if cache.len() >= Self::CAPACITY {
+            cache.clear();
+        }
+        cache.insert(schema.get().to_owned(), done.clone());
+        done
+    }
 }
 
 impl Record {
     /// The row's columns, as the database names them.
     pub fn row(&self) -> &Map<String, Value> {
-        let payload = if self.with_schema {
-            self.message["payload"].as_object()
-        } else {
-            Some(&self.message)
-        };
-        let payload = payload.expect("decode checked the payload");
         match self.form {
-            Form::Flat => payload,
-            Form::Envelope => payload["after"].as_object().expect("decode checked `after`"),
+            Form::Flat => &self.payload,
+            Form::Envelope => self.payload["after"].as_object().expect("decode checked `after`"),
         }
     }
 
     fn row_mut(&mut self) -> &mut Map<String, Value> {
-        let payload = if self.with_schema {
-            self.message.get_mut("payload").and_then(Value::as_object_mut)
-        } else {
-            Some(&mut self.message)
-        };
-        let payload = payload.expect("decode checked the payload");
         match self.form {
-            Form::Flat => payload,
-            Form::Envelope => payload
+            Form::Flat => &mut self.payload,
+            Form::Envelope => self
+                .payload
                 .get_mut("after")
                 .and_then(Value::as_object_mut)
                 .expect("decode checked `after`"),
         }
     }
 
-    /// Sets `field` to `price` and, when the message has a schema, declares the field with the type
-    /// of the value written.
-    pub fn set_price(&mut self, field: &str, price: Value, format: PriceFormat) {
+    /// Sets the price field of the row.
+    pub fn set_price(&mut self, field: &str, price: Value) {
         self.row_mut().insert(field.to_owned(), price);
-        let form = self.form;
-        let Some(schema) = self.schema_mut() else { return };
-        match form {
-            Form::Flat => declare(schema, field, format),
-            Form::Envelope => {
-                // `before` and `after` share the table's row schema; keep them equal.
-                for side in schema_fields(schema).into_iter().flatten() {
-                    if matches!(side.get("field"), Some(Value::String(f)) if f == "before" || f == "after") {
-                        declare(side, field, format);
-                    }
-                }
-            }
-        }
     }
 
-    fn schema_mut(&mut self) -> Option<&mut Value> {
-        if self.with_schema {
-            self.message.get_mut("schema")
-        } else {
-            None
-        }
+    /// The message to produce: the payload as it is now and, when the message has a schema, the
+    /// schema declaring the price field with the type of the value written.
+    pub fn to_bytes(&self, schemas: &Schemas) -> Vec<u8> {
+        let payload = serde_json::to_vec(&self.payload).expect("a JSON map serializes");
+        let Some(schema) = &self.schema else {
+            return payload;
+        };
+        let schema = schemas.rewrite(schema, self.form);
+        let mut out = Vec::with_capacity(schema.len() + payload.len() + 24);
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(schema.as_bytes());
+        out.extend_from_slice(b",\"payload\":");
+        out.extend_from_slice(&payload);
+        out.push(b'}');
+        out
     }
 
-    /// The Connect type of each row field, when the message has a schema.
-    pub fn row_types(&self) -> Option<Vec<(String, String)>> {
-        let schema = self.message.get("schema").filter(|_| self.with_schema)?;
+    /// The Connect type of each row field, when the message has a schema, as [`Self::to_bytes`]
+    /// writes it.
+    pub fn row_types(&self, schemas: &Schemas) -> Option<Vec<(String, String)>> {
+        let schema = schemas.rewrite(self.schema.as_ref()?, self.form);
+        let schema: Value = serde_json::from_str(&schema).ok()?;
         let fields = match self.form {
             Form::Flat => schema.get("fields")?,
             Form::Envelope => schema
@@ -207,17 +258,6 @@ impl Record {
             ))
         });
         Some(types.collect())
-    }
-
-    /// The whole message, to produce.
-    pub fn into_message(self) -> Map<String, Value> {
-        self.message
-    }
-
-    /// Sets the price and returns the message (see [`Self::set_price`]).
-    pub fn priced(mut self, field: &str, price: Value, format: PriceFormat) -> Map<String, Value> {
-        self.set_price(field, price, format);
-        self.into_message()
     }
 }
 
@@ -299,6 +339,12 @@ mod tests {
                           {"type": "int64", "optional": true, "field": "ts_ms"}]})
     }
 
+    /// The record priced and written out, as the bridge produces it.
+    fn priced(mut record: Record, price: Value, format: PriceFormat) -> Value {
+        record.set_price("suggested_price", price);
+        serde_json::from_slice(&record.to_bytes(&Schemas::new("suggested_price", format))).unwrap()
+    }
+
     fn bytes(v: &Value) -> Vec<u8> {
         serde_json::to_vec(v).unwrap()
     }
@@ -316,7 +362,7 @@ mod tests {
         let record = upsert(&message);
         assert_eq!(record.row()["fuel_type"], "Diesel");
         let price = PriceFormat::Float.value(8506.82).unwrap();
-        let out = Value::Object(record.priced("suggested_price", price, PriceFormat::Float));
+        let out = priced(record, price, PriceFormat::Float);
         assert_eq!(out["payload"]["suggested_price"], json!(8506.8203125));
         assert_eq!(out["payload"]["id"], 22);
         let fields = out["schema"]["fields"].as_array().unwrap();
@@ -333,25 +379,48 @@ mod tests {
 
     #[test]
     fn row_types_come_from_the_schema_after_pricing() {
-        let mut record = upsert(&json!({"schema": row_schema("v"), "payload": row()}));
-        record.set_price("suggested_price", json!(1.5), PriceFormat::Float);
-        let types = record.row_types().unwrap();
+        let float = Schemas::new("suggested_price", PriceFormat::Float);
+        let record = upsert(&json!({"schema": row_schema("v"), "payload": row()}));
+        let types = record.row_types(&float).unwrap();
         assert_eq!(types[0], ("id".to_owned(), "int32".to_owned()));
         assert_eq!(types[10], ("suggested_price".to_owned(), "float".to_owned()));
-        let mut record = upsert(&json!({"schema": envelope_schema(), "payload": envelope("r", Value::Null, row())}));
-        record.set_price("suggested_price", json!(2), PriceFormat::Integer);
-        assert_eq!(
-            record.row_types().unwrap()[9],
-            ("engine_size".to_owned(), "double".to_owned())
+        let integer = Schemas::new("suggested_price", PriceFormat::Integer);
+        let record = upsert(&json!({"schema": envelope_schema(), "payload": envelope("r", Value::Null, row())}));
+        let types = record.row_types(&integer).unwrap();
+        assert_eq!(types[9], ("engine_size".to_owned(), "double".to_owned()));
+        assert_eq!(types[10], ("suggested_price".to_owned(), "int32".to_owned()));
+        assert_eq!(upsert(&row()).row_types(&integer), None);
+    }
+
+    #[test]
+    fn a_schema_is_rewritten_once_and_reused() {
+        let schemas = Schemas::new("suggested_price", PriceFormat::Float);
+        let message = json!({"schema": row_schema("v"), "payload": row()});
+        let mut a = upsert(&message);
+        a.set_price("suggested_price", json!(1.5));
+        let mut b = upsert(&message);
+        b.set_price("suggested_price", json!(2.5));
+        let (a, b): (Value, Value) = (
+            serde_json::from_slice(&a.to_bytes(&schemas)).unwrap(),
+            serde_json::from_slice(&b.to_bytes(&schemas)).unwrap(),
         );
-        assert_eq!(upsert(&row()).row_types(), None);
+        assert_eq!(a["schema"], b["schema"]);
+        assert_eq!(a["schema"]["fields"][10]["type"], "float");
+        assert_eq!(
+            (
+                a["payload"]["suggested_price"].clone(),
+                b["payload"]["suggested_price"].clone()
+            ),
+            (json!(1.5), json!(2.5))
+        );
+        assert_eq!(schemas.rewritten.lock().unwrap().len(), 1);
     }
 
     #[test]
     fn flattened_without_schema_is_priced_as_an_integer() {
         let record = upsert(&row());
         let price = PriceFormat::Integer.value(8506.82).unwrap();
-        let out = Value::Object(record.priced("suggested_price", price, PriceFormat::Integer));
+        let out = priced(record, price, PriceFormat::Integer);
         assert_eq!(out["suggested_price"], json!(8507));
         assert_eq!(out.as_object().unwrap().len(), 11);
     }
@@ -363,7 +432,7 @@ mod tests {
         let mut payload = row();
         payload.as_object_mut().unwrap().remove("suggested_price");
         let record = upsert(&json!({"schema": schema, "payload": payload}));
-        let out = Value::Object(record.priced("suggested_price", json!(17892), PriceFormat::Integer));
+        let out = priced(record, json!(17892), PriceFormat::Integer);
         assert_eq!(out["payload"]["suggested_price"], 17892);
         assert_eq!(
             out["schema"]["fields"].as_array().unwrap().last().unwrap(),
@@ -377,7 +446,7 @@ mod tests {
         schema["fields"][10] = json!({"type": "bytes", "optional": true, "field": "suggested_price",
             "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": {"scale": "2"}});
         let record = upsert(&json!({"schema": schema, "payload": row()}));
-        let out = Value::Object(record.priced("suggested_price", json!(1), PriceFormat::Integer));
+        let out = priced(record, json!(1), PriceFormat::Integer);
         assert_eq!(
             out["schema"]["fields"][10],
             json!({"type": "int32", "optional": true, "field": "suggested_price"})
@@ -399,7 +468,7 @@ mod tests {
                 };
                 let record = upsert(&message);
                 assert_eq!(record.row()["model"], json!(format!("model-{op}")), "op {op}");
-                let out = Value::Object(record.priced("suggested_price", json!(9000), PriceFormat::Integer));
+                let out = priced(record, json!(9000), PriceFormat::Integer);
                 let payload = if with_schema { &out["payload"] } else { &out };
                 assert_eq!(payload["after"]["suggested_price"], 9000, "op {op}");
                 assert_eq!(payload["op"], op, "the envelope is kept");
@@ -417,7 +486,7 @@ mod tests {
     #[test]
     fn float_prices_declare_float_in_both_sides_of_an_envelope() {
         let message = json!({"schema": envelope_schema(), "payload": envelope("c", Value::Null, row())});
-        let out = Value::Object(upsert(&message).priced("suggested_price", json!(1.5), PriceFormat::Float));
+        let out = priced(upsert(&message), json!(1.5), PriceFormat::Float);
         for side in [0, 1] {
             assert_eq!(out["schema"]["fields"][side]["fields"][10]["type"], "float");
         }

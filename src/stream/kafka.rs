@@ -34,7 +34,8 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 /// A batch whose records are enqueued: the deliveries to wait for, and the offsets to commit after.
 struct Pending {
-    deliveries: Vec<(DeliveryFuture, Delivered)>,
+    /// Not yet acknowledged, in order.
+    deliveries: VecDeque<(DeliveryFuture, Delivered)>,
     next_offsets: BTreeMap<(String, i32), i64>,
     started: Instant,
 }
@@ -137,14 +138,31 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     // Per partition, the offset after the last message whose records were all acknowledged.
-    let mut acknowledged: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut acknowledged_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut in_flight: VecDeque<Pending> = VecDeque::new();
     loop {
-        let first = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            message = consumer.recv() => message,
+        // While waiting for the next message, settle the batches in flight, so an idle stream
+        // still commits (and counts) what was delivered.
+        let first = loop {
+            let Some(front) = in_flight.front_mut() else {
+                break tokio::select! {
+                    biased;
+                    () = &mut shutdown => None,
+                    message = consumer.recv() => Some(message),
+                };
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break None,
+                acknowledged = front.acknowledged(&metrics) => {
+                    acknowledged?;
+                    let batch = in_flight.pop_front().expect("not empty");
+                    commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
+                }
+                message = consumer.recv() => break Some(message),
+            }
         };
+        let Some(first) = first else { break };
         let started = Instant::now();
         let mut batch = match first {
             Ok(m) => vec![owned(&m)],
@@ -180,16 +198,18 @@ pub async fn run(
         // The next batch is fetched and priced while this one's records are on their way; batches
         // are committed in order, each once all its records are acknowledged.
         while in_flight.len() >= BATCHES_IN_FLIGHT {
-            let batch = in_flight.pop_front().expect("not empty");
-            settle(batch, &consumer, &metrics, &mut acknowledged).await?;
+            let mut batch = in_flight.pop_front().expect("not empty");
+            batch.acknowledged(&metrics).await?;
+            commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
         }
     }
-    for batch in in_flight {
-        settle(batch, &consumer, &metrics, &mut acknowledged).await?;
+    for mut batch in in_flight {
+        batch.acknowledged(&metrics).await?;
+        commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
     }
     metrics.ready.store(false, Ordering::Relaxed);
-    if !acknowledged.is_empty() {
-        if let Err(e) = consumer.commit(&offsets(&acknowledged)?, CommitMode::Sync) {
+    if !acknowledged_offsets.is_empty() {
+        if let Err(e) = consumer.commit(&offsets(&acknowledged_offsets)?, CommitMode::Sync) {
             tracing::warn!(error = %e, "the final commit failed; the last batch will be consumed again");
         }
     }
@@ -216,7 +236,7 @@ async fn enqueue(
     outcomes: &[Outcome],
     started: Instant,
 ) -> anyhow::Result<Pending> {
-    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut deliveries = VecDeque::with_capacity(batch.len());
     for (message, outcome) in batch.iter().zip(outcomes) {
         let key = message.key.as_deref();
         let delivery = match outcome {
@@ -243,7 +263,7 @@ async fn enqueue(
                 (send(producer, record).await?, Delivered::DeadLetter(kind.clone()))
             }
         };
-        deliveries.push(delivery);
+        deliveries.push_back(delivery);
     }
     let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for m in batch {
@@ -259,26 +279,37 @@ async fn enqueue(
     })
 }
 
-/// Waits for every acknowledgement of a batch, then commits it. A record the broker does not take
-/// (after librdkafka's own retries) fails the bridge before the commit: the batch is consumed again.
-async fn settle(
-    batch: Pending,
+impl Pending {
+    /// Waits for the batch's acknowledgements, counting each. Safe to cancel and call again: what
+    /// was counted is gone from the batch. A record the broker does not take (after librdkafka's own
+    /// retries) fails the bridge before its batch is committed: the batch is consumed again.
+    async fn acknowledged(&mut self, metrics: &Metrics) -> anyhow::Result<()> {
+        while let Some((delivery, _)) = self.deliveries.front_mut() {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(e).context("the broker did not take a record; the batch is not committed")
+                }
+                Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
+            }
+            match self.deliveries.pop_front().expect("not empty").1 {
+                Delivered::Priced => metrics.produced.inc(),
+                Delivered::Tombstone => metrics.tombstones.inc(),
+                Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits an acknowledged batch's offsets and notes them in `acknowledged`.
+fn commit(
     consumer: &StreamConsumer<Context>,
+    batch: Pending,
     metrics: &Metrics,
     acknowledged: &mut BTreeMap<(String, i32), i64>,
 ) -> anyhow::Result<()> {
-    for (delivery, delivered) in batch.deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e).context("the broker did not take a record; the batch is not committed"),
-            Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
-        }
-        match delivered {
-            Delivered::Priced => metrics.produced.inc(),
-            Delivered::Tombstone => metrics.tombstones.inc(),
-            Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
-        }
-    }
+    debug_assert!(batch.deliveries.is_empty());
     // Asynchronous: the records are already acknowledged, and a commit that is lost only means the
     // batch is consumed again (at least once). Shutdown commits synchronously.
     if let Err(e) = consumer.commit(&offsets(&batch.next_offsets)?, CommitMode::Async) {

@@ -38,7 +38,8 @@ pub struct Message {
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Priced: the message to produce, and the row as written (for the Postgres sink).
+    /// Priced: the message to produce, and (when the bridge keeps rows) the row as written, for the
+    /// Postgres sink.
     Priced {
         value: Vec<u8>,
         row: Map<String, Value>,
@@ -121,6 +122,10 @@ pub struct Bridge {
     pub price_field: String,
     pub price_format: PriceFormat,
     pub metrics: Arc<metrics::Metrics>,
+    /// Schemas rewritten for the price field, once per distinct schema.
+    pub schemas: Arc<debezium::Schemas>,
+    /// Whether outcomes carry the priced row and its types (for the Postgres sink).
+    pub keep_rows: bool,
 }
 
 /// A row the pricer refused, by its position among the rows it was given.
@@ -197,10 +202,14 @@ impl Bridge {
                 format!("the price {price} does not fit the {:?} format", self.price_format),
             );
         };
-        record.set_price(&self.price_field, value, self.price_format);
-        let row = record.row().clone();
-        let types = record.row_types();
-        let bytes = serde_json::to_vec(&record.into_message()).expect("a JSON map serializes");
+        record.set_price(&self.price_field, value);
+        let bytes = record.to_bytes(&self.schemas);
+        // The row and its types are for the Postgres sink only.
+        let (row, types) = if self.keep_rows {
+            (record.row().clone(), record.row_types(&self.schemas))
+        } else {
+            (Map::new(), None)
+        };
         Outcome::Priced {
             value: bytes,
             row,
