@@ -9,11 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The seed's table, as its init script creates it.
-pub const SEED_TABLE: &str = "CREATE TABLE tbl_car_price (ID SERIAL PRIMARY KEY, MODEL VARCHAR(50), YEAR INTEGER, \
-     PRICE INTEGER, TRANSMISSION VARCHAR(50), MILEAGE INTEGER, FUEL_TYPE VARCHAR(50), TAX INTEGER, MPG FLOAT, \
-     ENGINE_SIZE FLOAT, SUGGESTED_PRICE INTEGER)";
-
 pub const SOURCE_TOPIC: &str = "car_database.public.tbl_car_price";
 
 /// A child process, killed when dropped; its output goes to a log file.
@@ -217,7 +212,9 @@ impl Postgres {
             };
             admin.batch_execute("CREATE DATABASE car_database").await.unwrap();
             let db = postgres.connect().await;
-            db.batch_execute(SEED_TABLE).await.unwrap();
+            // The seed's table, from the file the compose deployment initialises Postgres with.
+            let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/init.sql");
+            db.batch_execute(&std::fs::read_to_string(seed).unwrap()).await.unwrap();
         });
         postgres
     }

@@ -1,0 +1,14 @@
+-- The seed's table, as its Postgres init script creates it.
+CREATE TABLE tbl_car_price (
+    ID SERIAL PRIMARY KEY,
+    MODEL VARCHAR(50),
+    YEAR INTEGER,
+    PRICE INTEGER,
+    TRANSMISSION VARCHAR(50),
+    MILEAGE INTEGER,
+    FUEL_TYPE VARCHAR(50),
+    TAX INTEGER,
+    MPG FLOAT,
+    ENGINE_SIZE FLOAT,
+    SUGGESTED_PRICE INTEGER
+);

@@ -1,0 +1,138 @@
+//! The operators' files (`deploy/`, `Dockerfile`) agree with the server's and the bridge's defaults:
+//! topic names, table and column names, ports. No Docker engine runs here, so this is what keeps the
+//! compose file and the connector configs honest.
+
+mod common;
+
+use clap::Parser;
+use serde_json::Value;
+use xgserve::bundle::Model;
+use xgserve::cli::{Cli, Command, ServeArgs, StreamArgs};
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(common::repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn connector(path: &str) -> Value {
+    serde_json::from_str::<Value>(&read(path)).unwrap()["config"].clone()
+}
+
+fn stream_defaults() -> StreamArgs {
+    match Cli::try_parse_from(["xgserve", "stream"]).unwrap().command {
+        Some(Command::Stream(args)) => *args,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn serve_defaults() -> ServeArgs {
+    match Cli::try_parse_from(["xgserve", "serve"]).unwrap().command {
+        Some(Command::Serve(args)) => args,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The seed table's columns, lower-cased as Postgres stores them.
+fn table_columns() -> Vec<String> {
+    let sql = read("deploy/init.sql");
+    let body = &sql[sql.find('(').unwrap() + 1..sql.rfind(')').unwrap()];
+    body.split(',')
+        .map(|c| c.split_whitespace().next().unwrap().to_lowercase())
+        .collect()
+}
+
+#[test]
+fn the_debezium_source_publishes_where_the_bridge_reads() {
+    let source = connector("deploy/connect/debezium-postgres.json");
+    let topic = format!(
+        "{}.{}",
+        source["topic.prefix"].as_str().unwrap(),
+        source["table.include.list"].as_str().unwrap()
+    );
+    assert_eq!(vec![topic], stream_defaults().source_topics);
+    assert_eq!(source["plugin.name"], "pgoutput");
+    assert_eq!(
+        source["transforms.unwrap.type"],
+        "io.debezium.transforms.ExtractNewRecordState"
+    );
+    assert_eq!(source["value.converter"], "org.apache.kafka.connect.json.JsonConverter");
+    assert_eq!(source["value.converter.schemas.enable"], "true");
+    assert!(
+        source.get("database.server.name").is_none(),
+        "Debezium 2.x uses topic.prefix"
+    );
+    let compose = read("deploy/docker-compose.yml");
+    let database = source["database.dbname"].as_str().unwrap();
+    assert!(compose.contains(&format!("POSTGRES_DB: {database}")));
+    assert!(compose.contains("wal_level=logical"));
+}
+
+#[test]
+fn the_jdbc_sink_reads_what_the_bridge_writes_and_upserts_by_its_key() {
+    let sink = connector("deploy/connect/jdbc-sink.json");
+    let defaults = stream_defaults();
+    assert_eq!(sink["topics"], defaults.sink_topic.as_str());
+    assert_eq!(sink["table.name.format"], defaults.pg_table.as_str());
+    assert_eq!(sink["primary.key.fields"], defaults.pg_key.as_str());
+    assert_eq!(sink["primary.key.mode"], "record_key");
+    assert_eq!(sink["insert.mode"], "upsert");
+    assert_eq!(
+        sink["delete.enabled"], "true",
+        "the bridge forwards deletes as tombstones"
+    );
+    assert!(sink["connection.url"].as_str().unwrap().ends_with("/car_database"));
+    for file in ["deploy/connect/jdbc-sink.json", "deploy/connect/debezium-postgres.json"] {
+        assert!(
+            read(file).contains("${env:POSTGRES_PASSWORD}"),
+            "{file} holds no password"
+        );
+    }
+}
+
+#[test]
+fn the_seed_table_has_a_column_for_every_model_input_and_the_price() {
+    let columns = table_columns();
+    assert_eq!(columns.len(), 11, "{columns:?}");
+    let defaults = stream_defaults();
+    let model = Model::load(common::shipped_bundle()).unwrap();
+    for input in model.preprocessor.inputs() {
+        let column = defaults.column_map.source(&input.name).to_lowercase();
+        assert!(
+            columns.contains(&column),
+            "model input {:?} has no column {column:?}",
+            input.name
+        );
+    }
+    assert!(columns.contains(&defaults.price_field));
+    assert!(columns.contains(&defaults.pg_key));
+}
+
+#[test]
+fn ports_and_brokers_agree_with_the_defaults() {
+    let compose = read("deploy/docker-compose.yml");
+    let serve = serve_defaults().port;
+    let metrics = stream_defaults().metrics_port;
+    assert!(
+        compose.contains(&format!("\"{serve}:{serve}\"")),
+        "the server's port {serve}"
+    );
+    assert!(
+        compose.contains(&format!("\"{metrics}:{metrics}\"")),
+        "the bridge's port {metrics}"
+    );
+    assert!(
+        compose.contains(&format!("http://127.0.0.1:{metrics}/readyz")),
+        "the bridge's health check"
+    );
+    assert!(compose.contains("XGSERVE_BROKERS: kafka:9092"));
+    assert!(compose.contains("KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:9092"));
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains(&format!("EXPOSE {serve} {metrics}")));
+    assert!(dockerfile.contains("--features stream"), "the image carries the bridge");
+    let connect = ["debezium-postgres.json", "jdbc-sink.json"];
+    for file in connect {
+        assert!(
+            compose.contains(&format!("/connect/{file}")),
+            "compose registers {file}"
+        );
+    }
+}
