@@ -324,6 +324,25 @@ async fn overload_is_shed_with_503_and_retry_after_and_slow_requests_time_out() 
 }
 
 #[tokio::test]
+async fn a_request_abandoned_mid_way_is_no_longer_counted_in_flight() {
+    let state = state();
+    let stuck = Request::post("/predict")
+        .header("content-type", "application/json")
+        .body(Body::new(Endless))
+        .unwrap();
+    // The client goes away: the request's future is dropped while it waits for the body.
+    let abandoned = tokio::time::timeout(Duration::from_millis(100), send(&state, stuck)).await;
+    assert!(abandoned.is_err(), "the request was still in flight");
+    let metrics = send(&state, get("/metrics")).await.body;
+    let in_flight = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("xgserve_http_requests_in_flight "))
+        .unwrap();
+    // The /metrics request itself is the one in flight.
+    assert_eq!(in_flight, "1", "{metrics}");
+}
+
+#[tokio::test]
 async fn request_ids_are_made_or_echoed() {
     let state = state();
     let first = send(&state, get("/livez")).await.headers["x-request-id"].clone();

@@ -138,6 +138,23 @@ impl Default for Metrics {
 }
 
 /// Counts every request once, by its route template (not its raw path) and status.
+/// Counts a request in flight until dropped, so a request whose client goes away (and whose future
+/// is dropped mid-way) is not counted forever.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -146,10 +163,10 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .to_owned();
     let method = request.method().as_str().to_owned();
     let metrics = &state.metrics;
-    metrics.in_flight.inc();
+    let in_flight = InFlight::enter(&metrics.in_flight);
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.in_flight.dec();
+    drop(in_flight);
     metrics
         .request_seconds
         .with_label_values(&[&route])
