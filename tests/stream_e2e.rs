@@ -266,21 +266,25 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
     // The bridge's own counters, then a graceful stop.
     let port: u16 = metrics_port.parse().unwrap();
     assert_eq!(http_get(port, "/readyz").0, "HTTP/1.0 200 OK");
-    let metrics = http_get(port, "/metrics").1;
-    let value = |line: &str| {
+    let value = |metrics: &str, line: &str| {
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(line)?.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+            .unwrap_or(0.0)
     };
+    // Counted once acknowledged, which may be a moment after the sink's transaction.
+    let metrics = wait_until("the tombstones counted", Duration::from_secs(30), || {
+        let metrics = http_get(port, "/metrics").1;
+        (value(&metrics, "xgserve_stream_tombstones_total ") >= 10.0).then_some(metrics)
+    });
     for kind in ["json", "type", "missing_column"] {
-        assert_eq!(
-            value(&format!("xgserve_stream_dead_lettered_total{{error_type=\"{kind}\"}} ")),
-            1.0
-        );
+        let line = format!("xgserve_stream_dead_lettered_total{{error_type=\"{kind}\"}} ");
+        assert_eq!(value(&metrics, &line), 1.0, "{metrics}");
     }
-    assert!(value("xgserve_stream_tombstones_total ") >= 10.0);
-    assert!(value("xgserve_stream_produced_total ") >= (ROWS - at_kill) as f64);
+    assert!(
+        value(&metrics, "xgserve_stream_produced_total ") >= (ROWS - at_kill) as f64,
+        "{metrics}"
+    );
     let status = terminate(&mut bridge, Duration::from_secs(30));
     assert!(
         status.success(),
