@@ -97,6 +97,10 @@ pub(super) async fn score(state: &AppState, model: std::sync::Arc<Model>, batch:
 }
 
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    // A Content-Length beyond the limit is refused before a byte of the body is waited for.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::BodyTooLarge(limit));
+    }
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(error) => {
