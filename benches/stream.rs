@@ -17,7 +17,6 @@ mod services;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -63,14 +62,7 @@ fn events(n: usize) -> Vec<(String, String)> {
 
 /// Reads `n` records of a topic; the span of their timestamps in milliseconds.
 fn timestamps(brokers: &str, topic: &str, n: usize, within: Duration) -> (i64, i64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = services::reader(brokers, &format!("bench-reader-{topic}"), topic);
     let (mut first, mut last, mut seen) = (i64::MAX, i64::MIN, 0);
     let deadline = Instant::now() + within;
     while seen < n {
@@ -87,14 +79,7 @@ fn timestamps(brokers: &str, topic: &str, n: usize, within: Duration) -> (i64, i
 
 /// Reads `n` records of a topic with a fresh consumer group, noting when the first arrived.
 fn drain(brokers: &str, topic: &str, n: usize, first: &mut Option<Instant>) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-drain-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = services::reader(brokers, &format!("bench-drain-{topic}"), topic);
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen < n {

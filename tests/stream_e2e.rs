@@ -15,7 +15,6 @@ use common::services::{
     ford_rows, free_port, http_get, insert_cars, start_bridge, start_debezium, terminate, wait_until, Broker, Postgres,
     SOURCE_TOPIC,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -60,14 +59,7 @@ fn consume_all(
     topic: &str,
     done: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("e2e-reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = common::services::reader(brokers, &format!("e2e-reader-{topic}"), topic);
     let mut messages = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !done(&messages) && std::time::Instant::now() < deadline {

@@ -86,6 +86,20 @@ pub fn wait_for_port(port: u16, process: &mut Process, within: Duration) {
     }
 }
 
+/// A consumer reading `topic` from its start, in a consumer group of its own, committing nothing.
+pub fn reader(brokers: &str, group: &str, topic: &str) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
 /// A plain HTTP GET on loopback; the status line and body.
 pub fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
