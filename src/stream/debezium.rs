@@ -154,7 +154,17 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
 pub struct Schemas {
     field: String,
     format: PriceFormat,
-    rewritten: Mutex<HashMap<String, Arc<str>>>,
+    rewritten: Mutex<HashMap<String, Rewritten>>,
+}
+
+/// The Connect type of each row field, in the schema's order.
+pub type RowTypes = Arc<[(String, String)]>;
+
+/// One schema, rewritten, and its row's field types (read once, for the Postgres sink's table).
+#[derive(Debug, Clone)]
+struct Rewritten {
+    text: Arc<str>,
+    row_types: Option<RowTypes>,
 }
 
 impl Schemas {
@@ -169,7 +179,7 @@ impl Schemas {
         }
     }
 
-    fn rewrite(&self, schema: &RawValue, form: Form) -> Arc<str> {
+    fn rewrite(&self, schema: &RawValue, form: Form) -> Rewritten {
         let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(done) = cache.get(schema.get()) {
             return done.clone();
@@ -186,13 +196,36 @@ impl Schemas {
                 }
             }
         }
-        let done: Arc<str> = serde_json::to_string(&value).expect("JSON serializes").into();
+        let done = Rewritten {
+            text: serde_json::to_string(&value).expect("JSON serializes").into(),
+            row_types: row_types(&value, form),
+        };
         if cache.len() >= Self::CAPACITY {
             cache.clear();
         }
         cache.insert(schema.get().to_owned(), done.clone());
         done
     }
+}
+
+/// The field types of the row struct of a schema: the schema itself, or its `after` field.
+fn row_types(schema: &Value, form: Form) -> Option<RowTypes> {
+    let fields = match form {
+        Form::Flat => schema.get("fields")?,
+        Form::Envelope => schema
+            .get("fields")?
+            .as_array()?
+            .iter()
+            .find(|f| f.get("field") == Some(&Value::from("after")))?
+            .get("fields")?,
+    };
+    let types = fields.as_array()?.iter().filter_map(|f| {
+        Some((
+            f.get("field")?.as_str()?.to_owned(),
+            f.get("type")?.as_str()?.to_owned(),
+        ))
+    });
+    Some(types.collect())
 }
 
 impl Record {
@@ -227,7 +260,7 @@ impl Record {
         let Some(schema) = &self.schema else {
             return payload;
         };
-        let schema = schemas.rewrite(schema, self.form);
+        let schema = schemas.rewrite(schema, self.form).text;
         let mut out = Vec::with_capacity(schema.len() + payload.len() + 24);
         out.extend_from_slice(b"{\"schema\":");
         out.extend_from_slice(schema.as_bytes());
@@ -239,25 +272,8 @@ impl Record {
 
     /// The Connect type of each row field, when the message has a schema, as [`Self::to_bytes`]
     /// writes it.
-    pub fn row_types(&self, schemas: &Schemas) -> Option<Vec<(String, String)>> {
-        let schema = schemas.rewrite(self.schema.as_ref()?, self.form);
-        let schema: Value = serde_json::from_str(&schema).ok()?;
-        let fields = match self.form {
-            Form::Flat => schema.get("fields")?,
-            Form::Envelope => schema
-                .get("fields")?
-                .as_array()?
-                .iter()
-                .find(|f| f.get("field") == Some(&Value::from("after")))?
-                .get("fields")?,
-        };
-        let types = fields.as_array()?.iter().filter_map(|f| {
-            Some((
-                f.get("field")?.as_str()?.to_owned(),
-                f.get("type")?.as_str()?.to_owned(),
-            ))
-        });
-        Some(types.collect())
+    pub fn row_types(&self, schemas: &Schemas) -> Option<RowTypes> {
+        schemas.rewrite(self.schema.as_ref()?, self.form).row_types
     }
 }
 

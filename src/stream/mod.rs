@@ -44,7 +44,7 @@ pub enum Outcome {
         value: Vec<u8>,
         row: Map<String, Value>,
         /// The row's Connect types, when the message has a schema (the sink creates its table from them).
-        types: Option<Vec<(String, String)>>,
+        types: Option<debezium::RowTypes>,
     },
     /// A delete or tombstone: a tombstone with the same key.
     Tombstone,
@@ -155,22 +155,26 @@ impl Bridge {
         let mut records = Vec::new();
         for (i, message) in batch.iter().enumerate() {
             match debezium::decode(message.value.as_deref()) {
-                Ok(Change::Upsert(record)) => records.push((i, record)),
+                Ok(Change::Upsert(record)) => records.push(Some((i, record))),
                 Ok(Change::Delete) => outcomes[i] = Some(Outcome::Tombstone),
                 Err(e) => outcomes[i] = Some(Outcome::dead(e.kind, e.message)),
             }
         }
+        // Each record leaves `records` once it has its outcome.
         let mut live: Vec<usize> = (0..records.len()).collect();
         while !live.is_empty() {
-            let rows: Vec<&Map<String, Value>> = live.iter().map(|&r| records[r].1.row()).collect();
+            let rows: Vec<&Map<String, Value>> = live
+                .iter()
+                .map(|&r| records[r].as_ref().expect("live").1.row())
+                .collect();
             let started = Instant::now();
             let result = self.price(&rows).await;
             self.metrics.predict_seconds.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(prices) => {
                     for (&r, price) in live.iter().zip(prices) {
-                        let i = records[r].0;
-                        outcomes[i] = Some(self.priced(records[r].1.clone(), price));
+                        let (i, record) = records[r].take().expect("live");
+                        outcomes[i] = Some(self.priced(record, price));
                     }
                     break;
                 }
@@ -179,12 +183,13 @@ impl Bridge {
                     kind,
                     message,
                 }) if row < live.len() => {
-                    let r = live.remove(row);
-                    outcomes[records[r].0] = Some(Outcome::dead(kind, message));
+                    let (i, _) = records[live.remove(row)].take().expect("live");
+                    outcomes[i] = Some(Outcome::dead(kind, message));
                 }
                 Err(RowError { kind, message, .. }) => {
                     for r in live.drain(..) {
-                        outcomes[records[r].0] = Some(Outcome::dead(kind.clone(), message.clone()));
+                        let (i, _) = records[r].take().expect("live");
+                        outcomes[i] = Some(Outcome::dead(kind.clone(), message.clone()));
                     }
                 }
             }
@@ -263,13 +268,14 @@ fn price_locally(
 
 /// An input error that names the database's column, as the message carries it.
 fn named(e: InputError, columns: &ColumnMap) -> RowError {
-    let mut error = RowError::from(e.clone());
-    if let Some(input) = &e.column {
-        let source = columns.source(input);
-        if source != input {
-            error.message = format!("{} (database column {source:?})", e.message);
-        }
-    }
+    let source = e
+        .column
+        .as_deref()
+        .map(|input| columns.source(input))
+        .filter(|s| Some(*s) != e.column.as_deref());
+    let suffix = source.map(|s| format!(" (database column {s:?})")).unwrap_or_default();
+    let mut error = RowError::from(e);
+    error.message.push_str(&suffix);
     error
 }
 

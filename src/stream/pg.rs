@@ -13,21 +13,43 @@ pub enum Op {
     /// The row as written to the sink topic, and its Connect schema types when it had a schema.
     Upsert {
         row: Map<String, Value>,
-        types: Option<Vec<(String, String)>>,
+        types: Option<super::debezium::RowTypes>,
     },
     /// The key's columns of a deleted row.
     Delete(Map<String, Value>),
 }
 
+impl Op {
+    fn upsert(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Op::Upsert { row, .. } => Some(row),
+            Op::Delete(_) => None,
+        }
+    }
+
+    fn delete(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Op::Delete(key) => Some(key),
+            Op::Upsert { .. } => None,
+        }
+    }
+}
+
 /// A connection to the sink table.
 pub struct Sink {
     client: tokio_postgres::Client,
-    /// The table, as a quoted identifier.
-    table: String,
+    /// The table's name, as given.
+    name: String,
     /// The key column.
     key: String,
-    /// The table's columns once it is known to exist.
-    columns: Option<Vec<String>>,
+    /// Written once the table is known to exist (its columns name the upsert's updates).
+    statements: Option<Statements>,
+}
+
+/// The sink's two statements; each takes a JSON array of rows (`$1`).
+struct Statements {
+    upsert: String,
+    delete: String,
 }
 
 fn quote(identifier: &str) -> String {
@@ -47,97 +69,73 @@ impl Sink {
         });
         let mut sink = Self {
             client,
-            table: quote(table),
+            name: table.to_owned(),
             key: key.to_owned(),
-            columns: None,
+            statements: None,
         };
-        sink.columns = sink.table_columns(table).await?;
+        sink.statements = sink.statements().await?;
         Ok(sink)
     }
 
-    async fn table_columns(&self, table: &str) -> anyhow::Result<Option<Vec<String>>> {
+    /// The statements for the table as it is, or `None` while it does not exist.
+    async fn statements(&self) -> anyhow::Result<Option<Statements>> {
         let rows = self
             .client
             .query(
                 "SELECT column_name::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-                &[&table],
+                &[&self.name],
             )
             .await
             .context("cannot read the sink table's columns")?;
-        Ok((!rows.is_empty()).then(|| rows.iter().map(|r| r.get(0)).collect()))
-    }
-
-    /// Applies a batch's changes in one transaction.
-    pub async fn apply(&mut self, ops: &[Op]) -> anyhow::Result<u64> {
-        if ops.is_empty() {
-            return Ok(0);
+        if rows.is_empty() {
+            return Ok(None);
         }
-        if self.columns.is_none() {
-            if let Some(Op::Upsert { row, types }) = ops.iter().find(|o| matches!(o, Op::Upsert { .. })) {
-                self.create(row, types.as_deref()).await?;
-            }
-        }
-        let upsert = self.upsert_statement();
-        let delete = format!(
-            "DELETE FROM {t} USING jsonb_populate_recordset(NULL::{t}, $1::text::jsonb) AS k \
-             WHERE {t}.{k} = k.{k}",
-            t = self.table,
-            k = quote(&self.key)
-        );
-        let transaction = self.client.transaction().await?;
-        let mut changed = 0;
-        // Runs of upserts go in one statement; a row may appear once per statement, so the last wins.
-        let mut i = 0;
-        while i < ops.len() {
-            let upserts = ops[i..].iter().take_while(|o| matches!(o, Op::Upsert { .. })).count();
-            if upserts > 0 {
-                let mut rows: Vec<&Map<String, Value>> = Vec::with_capacity(upserts);
-                for op in &ops[i..i + upserts] {
-                    let Op::Upsert { row, .. } = op else { unreachable!() };
-                    let key = row.get(&self.key);
-                    rows.retain(|r| r.get(&self.key) != key);
-                    rows.push(row);
-                }
-                let json = serde_json::to_string(&rows)?;
-                let statement = upsert.as_deref().context("the sink table has no columns")?;
-                changed += transaction
-                    .execute(statement, &[&json])
-                    .await
-                    .context("upsert into the sink")?;
-                i += upserts;
-            } else {
-                let Op::Delete(key) = &ops[i] else { unreachable!() };
-                let json = serde_json::to_string(&[key])?;
-                changed += transaction
-                    .execute(&delete, &[&json])
-                    .await
-                    .context("delete from the sink")?;
-                i += 1;
-            }
-        }
-        transaction.commit().await.context("commit the sink transaction")?;
-        Ok(changed)
-    }
-
-    fn upsert_statement(&self) -> Option<String> {
-        let columns = self.columns.as_ref()?;
-        let key = quote(&self.key);
-        let updates: Vec<String> = columns
+        let (table, key) = (quote(&self.name), quote(&self.key));
+        let updates: Vec<String> = rows
             .iter()
-            .filter(|c| **c != self.key)
-            .map(|c| format!("{c} = EXCLUDED.{c}", c = quote(c)))
+            .map(|r| r.get::<_, String>(0))
+            .filter(|c| *c != self.key)
+            .map(|c| format!("{c} = EXCLUDED.{c}", c = quote(&c)))
             .collect();
         let action = if updates.is_empty() {
             "NOTHING".to_owned()
         } else {
             format!("UPDATE SET {}", updates.join(", "))
         };
-        Some(format!(
-            "INSERT INTO {t} SELECT * FROM jsonb_populate_recordset(NULL::{t}, $1::text::jsonb) \
-             ON CONFLICT ({key}) DO {action}",
-            t = self.table
-        ))
+        let rows = format!("jsonb_populate_recordset(NULL::{table}, $1::text::jsonb)");
+        Ok(Some(Statements {
+            upsert: format!("INSERT INTO {table} SELECT * FROM {rows} ON CONFLICT ({key}) DO {action}"),
+            delete: format!("DELETE FROM {table} USING {rows} AS k WHERE {table}.{key} = k.{key}"),
+        }))
+    }
+
+    /// Applies a batch's changes in one transaction: each run of upserts, and each run of deletes,
+    /// in one statement.
+    pub async fn apply(&mut self, ops: &[Op]) -> anyhow::Result<u64> {
+        if self.statements.is_none() {
+            let Some(Op::Upsert { row, types }) = ops.iter().find(|o| matches!(o, Op::Upsert { .. })) else {
+                // Deletes only, and no table yet: nothing to delete.
+                return Ok(0);
+            };
+            self.create(row, types.as_deref()).await?;
+        }
+        let statements = self.statements.as_ref().context("the sink table has no columns")?;
+        let transaction = self.client.transaction().await?;
+        let mut changed = 0;
+        for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
+            let (statement, rows) = match &run[0] {
+                Op::Upsert { .. } => (&statements.upsert, last_per_key(&self.key, run)),
+                Op::Delete(_) => (&statements.delete, run.iter().filter_map(Op::delete).collect()),
+            };
+            let json = serde_json::to_string(&rows)?;
+            changed += transaction
+                .execute(statement, &[&json])
+                .await
+                .with_context(|| format!("cannot apply the batch to the sink: {statement}"))?;
+        }
+        transaction.commit().await.context("commit the sink transaction")?;
+        Ok(changed)
     }
 
     /// Creates the table from a row: column types from its Connect schema, or from its values.
@@ -170,14 +168,60 @@ impl Sink {
             let key = if name == self.key { " PRIMARY KEY" } else { "" };
             columns.push(format!("{} {sql}{key}", quote(name)));
         }
-        let statement = format!("CREATE TABLE IF NOT EXISTS {} ({})", self.table, columns.join(", "));
+        let statement = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote(&self.name),
+            columns.join(", ")
+        );
         self.client
             .batch_execute(&statement)
             .await
             .with_context(|| format!("cannot create the sink table: {statement}"))?;
-        let name = self.table.trim_matches('"').replace("\"\"", "\"");
-        self.columns = self.table_columns(&name).await?;
-        tracing::info!(table = %name, "created the sink table");
+        self.statements = self.statements().await?;
+        tracing::info!(table = %self.name, "created the sink table");
         Ok(())
+    }
+}
+
+/// A run of upserts with each key once, its last row (a statement may touch a row only once).
+fn last_per_key<'a>(key: &str, run: &'a [Op]) -> Vec<&'a Map<String, Value>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut rows: Vec<&Map<String, Value>> = run
+        .iter()
+        .rev()
+        .filter_map(Op::upsert)
+        .filter(|row| seen.insert(row.get(key).map(Value::to_string)))
+        .collect();
+    rows.reverse();
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn upsert(id: i64, price: i64) -> Op {
+        let row = json!({"id": id, "price": price});
+        Op::Upsert {
+            row: row.as_object().unwrap().clone(),
+            types: None,
+        }
+    }
+
+    #[test]
+    fn a_run_of_upserts_keeps_each_keys_last_row_in_order() {
+        let run = [
+            upsert(1, 10),
+            upsert(2, 20),
+            upsert(1, 11),
+            upsert(3, 30),
+            upsert(2, 21),
+        ];
+        let rows: Vec<(i64, i64)> = last_per_key("id", &run)
+            .iter()
+            .map(|r| (r["id"].as_i64().unwrap(), r["price"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(rows, [(1, 11), (3, 30), (2, 21)]);
     }
 }
