@@ -11,17 +11,20 @@
 //! Run: `cargo bench --bench stream --features stream` (needs what `tests/run` installs).
 //! `XGSERVE_BENCH_EVENTS` (default 20000) and `XGSERVE_BENCH_LOOP_EVENTS` (default 1000) set the sizes.
 
+#[path = "../tests/common/process.rs"]
+mod process;
 #[path = "../tests/common/services.rs"]
 mod services;
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use process::{free_port, wait_for_port, wait_until, Process};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::json;
-use services::{free_port, start_bridge, start_debezium, wait_for_port, Broker, Postgres, Process, SOURCE_TOPIC};
+use services::{start_bridge, start_debezium, Broker, Postgres, SOURCE_TOPIC};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -60,37 +63,34 @@ fn events(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads `n` records of a topic; the span of their timestamps in milliseconds.
-fn timestamps(brokers: &str, topic: &str, n: usize, within: Duration) -> (i64, i64) {
-    let consumer = services::reader(brokers, &format!("bench-reader-{topic}"), topic);
-    let (mut first, mut last, mut seen) = (i64::MAX, i64::MIN, 0);
+/// What reading `n` records of a topic saw.
+struct Reading {
+    /// When the first record arrived.
+    first_arrival: Instant,
+    /// The earliest and latest record timestamps, in milliseconds.
+    first: i64,
+    last: i64,
+}
+
+/// Reads `n` records of a topic in a consumer group of its own.
+fn read(brokers: &str, group: &str, topic: &str, n: usize, within: Duration) -> Reading {
+    let consumer = services::reader(brokers, group, topic);
+    let (mut first, mut last, mut first_arrival, mut seen) = (i64::MAX, i64::MIN, None, 0);
     let deadline = Instant::now() + within;
     while seen < n {
         assert!(Instant::now() < deadline, "only {seen} of {n} records reached {topic}");
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            first_arrival.get_or_insert_with(Instant::now);
             let t = m.timestamp().to_millis().unwrap();
             first = first.min(t);
             last = last.max(t);
             seen += 1;
         }
     }
-    (first, last)
-}
-
-/// Reads `n` records of a topic with a fresh consumer group, noting when the first arrived.
-fn drain(brokers: &str, topic: &str, n: usize, first: &mut Option<Instant>) {
-    let consumer = services::reader(brokers, &format!("bench-drain-{topic}"), topic);
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while seen < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {seen} of {n} records read from {topic}"
-        );
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(500)) {
-            first.get_or_insert_with(Instant::now);
-            seen += 1;
-        }
+    Reading {
+        first_arrival: first_arrival.unwrap_or_else(Instant::now),
+        first,
+        last,
     }
 }
 
@@ -154,10 +154,14 @@ fn main() {
         eprintln!();
     });
     // The broker's own ceiling for reading the backlog: a plain consumer, nothing else.
-    let reading = Instant::now();
-    let mut first_read = None;
-    drain(&brokers, SOURCE_TOPIC, events_n, &mut first_read);
-    let consumed = (events_n - 1) as f64 / first_read.map_or(reading, |t: Instant| t).elapsed().as_secs_f64();
+    let reading = read(
+        &brokers,
+        "bench-drain",
+        SOURCE_TOPIC,
+        events_n,
+        Duration::from_secs(300),
+    );
+    let consumed = (events_n - 1) as f64 / reading.first_arrival.elapsed().as_secs_f64();
     println!("broker alone: a plain consumer reads the backlog at {consumed:.0} events/s (from its first record)");
 
     // 1. Batched, in process.
@@ -176,7 +180,13 @@ fn main() {
         ],
         &logs,
     );
-    let (first, last) = timestamps(&brokers, "priced_batched", events_n, Duration::from_secs(600));
+    let Reading { first, last, .. } = read(
+        &brokers,
+        "bench-reader",
+        "priced_batched",
+        events_n,
+        Duration::from_secs(600),
+    );
     let wall = started.elapsed();
     let (bridge_cpu, tansu_cpu) = (cpu_seconds(&bridge), cpu_seconds(&broker.process) - tansu_before);
     bridge.assert_running();
@@ -220,7 +230,13 @@ fn main() {
         ],
         &logs,
     );
-    let (first, last) = timestamps(&brokers, "priced_loop", loop_n, Duration::from_secs(600));
+    let Reading { first, last, .. } = read(
+        &brokers,
+        "bench-reader",
+        "priced_loop",
+        loop_n,
+        Duration::from_secs(600),
+    );
     bridge.assert_running();
     drop(bridge);
     drop(server);
@@ -263,7 +279,7 @@ fn main() {
     let rows = services::ford_rows(&data(), 2_000);
     // Warm up: the first row waits for Debezium's snapshot and the group join.
     runtime.block_on(services::insert_cars(&db, &rows[..1]));
-    services::wait_until("the first row in the sink", Duration::from_secs(180), || {
+    wait_until("the first row in the sink", Duration::from_secs(180), || {
         debezium.assert_running();
         bridge.assert_running();
         let n = runtime
@@ -281,7 +297,7 @@ fn main() {
         inserted.push(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64());
     }
     let n = rows.len() as i64;
-    services::wait_until("every row in the sink", Duration::from_secs(120), || {
+    wait_until("every row in the sink", Duration::from_secs(120), || {
         let count = runtime
             .block_on(db.query_one("SELECT count(*) FROM car_data_predicted", &[]))
             .unwrap();

@@ -3,51 +3,37 @@
 //! `--max-body-bytes` of body (8 MiB by default) plus its decoded columns, so the server's peak
 //! resident memory stays under 64 MiB through all of them (it idles at ~13 MB).
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The server, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
+use common::process::{free_port, wait_for_port, Process};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_xgserve"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--request-timeout-ms",
-            "1000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, port }
+/// The release server on a free port, with a 1 s request timeout for the slow-loris case.
+fn start() -> (Process, u16) {
+    let logs = common::repo().join("target/hostile");
+    std::fs::create_dir_all(&logs).unwrap();
+    let port = free_port();
+    let mut server = Process::spawn(
+        "server",
+        Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .current_dir(common::repo())
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--request-timeout-ms",
+                "1000",
+            ]),
+        &logs,
+    );
+    wait_for_port(port, &mut server, Duration::from_secs(30));
+    (server, port)
 }
 
 /// Sends raw bytes (in pieces, `pause` apart) and returns the status code and how long the answer took.
@@ -85,7 +71,7 @@ fn post(port: u16, body: &[u8]) -> (u16, Duration) {
     exchange(port, &head, body, 1, Duration::ZERO)
 }
 
-fn peak_rss_kib(server: &Server) -> u64 {
+fn peak_rss_kib(server: &Process) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
     status
         .lines()
@@ -96,8 +82,7 @@ fn peak_rss_kib(server: &Server) -> u64 {
 
 #[test]
 fn hostile_bodies_get_a_quick_4xx_and_memory_stays_bounded() {
-    let server = start();
-    let port = server.port;
+    let (server, port) = start();
     let quick = Duration::from_secs(3);
 
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::http::{config, get, post, send, state, state_with, Endless, EXAMPLE, EXAMPLE_RESPONSE};
+use common::http::{config, get, post, send, state, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE};
 use xgserve::bundle::Model;
 use xgserve::http::{AppState, HttpConfig};
 
@@ -299,13 +299,10 @@ async fn overload_is_shed_with_503_and_retry_after_and_slow_requests_time_out() 
         request_timeout: Duration::from_millis(300),
         ..config()
     });
-    let stuck = Request::post("/predict")
-        .header("content-type", "application/json")
-        .body(Body::new(Endless))
-        .unwrap();
+    let request = stuck("/predict");
     let held = tokio::spawn({
         let state = state.clone();
-        async move { send(&state, stuck).await }
+        async move { send(&state, request).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let shed = send(&state, post("/predict", "application/json", EXAMPLE)).await;
@@ -326,12 +323,9 @@ async fn overload_is_shed_with_503_and_retry_after_and_slow_requests_time_out() 
 #[tokio::test]
 async fn a_request_abandoned_mid_way_is_no_longer_counted_in_flight() {
     let state = state();
-    let stuck = Request::post("/predict")
-        .header("content-type", "application/json")
-        .body(Body::new(Endless))
-        .unwrap();
+    let request = stuck("/predict");
     // The client goes away: the request's future is dropped while it waits for the body.
-    let abandoned = tokio::time::timeout(Duration::from_millis(100), send(&state, stuck)).await;
+    let abandoned = tokio::time::timeout(Duration::from_millis(100), send(&state, request)).await;
     assert!(abandoned.is_err(), "the request was still in flight");
     let metrics = send(&state, get("/metrics")).await.body;
     let in_flight = metrics

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::http::{config, get, post, send, state, state_with, Endless, EXAMPLE};
+use common::http::{config, get, post, send, state, state_with, stuck, EXAMPLE};
 use xgserve::bundle::Model;
 use xgserve::http::openapi::spec;
 use xgserve::http::{AppState, HttpConfig};
@@ -75,11 +75,8 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
                 request_timeout: Duration::from_millis(50),
                 ..config()
             });
-            let stuck = Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::new(Endless))
-                .unwrap();
-            send(&state, stuck).await
+            let request = stuck(path);
+            send(&state, request).await
         }
         ("/healthz" | "/livez" | "/readyz" | "/info" | "/metrics", 200) => send(&state(), get(path)).await,
         ("/readyz", 503) => {

@@ -11,10 +11,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::services::{
-    ford_rows, free_port, http_get, insert_cars, start_bridge, start_debezium, terminate, wait_until, Broker, Postgres,
-    SOURCE_TOPIC,
-};
+use common::process::{free_port, http_get, terminate, wait_until};
+use common::services::{ford_rows, insert_cars, start_bridge, start_debezium, Broker, Postgres, SOURCE_TOPIC};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

@@ -67,6 +67,14 @@ pub fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
+/// A JSON POST to `path` whose body never ends: it stays in flight until dropped or timed out.
+pub fn stuck(path: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::new(Endless))
+        .unwrap()
+}
+
 /// A body that never ends: the request stays in flight until it is dropped.
 pub struct Endless;
 

@@ -44,5 +44,6 @@ pub fn shipped_bundle_copy() -> tempfile::TempDir {
 }
 
 pub mod http;
+pub mod process;
 #[cfg(feature = "stream")]
 pub mod services;
