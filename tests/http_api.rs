@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::http::{config, get, post, send, state, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE};
-use xgserve::bundle::Model;
-use xgserve::http::{AppState, HttpConfig};
+use common::http::{config, get, post, send, state, state_of, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE};
+use xgserve::http::HttpConfig;
 
 #[tokio::test]
 async fn predict_answers_bentos_exact_bytes() {
@@ -374,8 +373,8 @@ async fn cors_is_off_unless_origins_are_configured() {
 #[tokio::test]
 async fn reload_swaps_a_good_bundle_and_refuses_a_bad_one_while_the_old_serves() {
     let dir = common::shipped_bundle_copy();
-    let state = AppState::new(
-        Model::load(dir.path()).unwrap(),
+    let state = state_of(
+        dir.path(),
         HttpConfig {
             api_key: Some("k".into()),
             ..config()

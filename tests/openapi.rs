@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::http::{config, get, post, send, state, state_with, stuck, EXAMPLE};
+use common::http::{config, get, post, send, state, state_of, state_with, stuck, EXAMPLE};
 use xgserve::bundle::Model;
 use xgserve::http::openapi::spec;
-use xgserve::http::{AppState, HttpConfig};
+use xgserve::http::HttpConfig;
 
 fn committed() -> serde_json::Value {
     let path = common::repo().join("openapi/openapi.json");
@@ -89,8 +89,8 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
         ("/admin/reload", 403) => send(&state(), Request::post(path).body(Body::empty()).unwrap()).await,
         ("/admin/reload", 422) => {
             let dir = common::shipped_bundle_copy();
-            let state = AppState::new(
-                Model::load(dir.path()).unwrap(),
+            let state = state_of(
+                dir.path(),
                 HttpConfig {
                     api_key: Some("t".into()),
                     ..config()

@@ -25,7 +25,12 @@ pub fn config() -> HttpConfig {
 }
 
 pub fn state_with(config: HttpConfig) -> AppState {
-    AppState::new(Model::load(super::shipped_bundle()).unwrap(), config)
+    state_of(&super::shipped_bundle(), config)
+}
+
+/// A server state for the bundle in `dir` (a copy to break or change, say).
+pub fn state_of(dir: &std::path::Path, config: HttpConfig) -> AppState {
+    AppState::new(Model::load(dir).unwrap(), config)
 }
 
 pub fn state() -> AppState {
