@@ -174,7 +174,14 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
     }
 
     // Every poison message in the dead-letter topic, with the error and where it came from.
-    let dead = consume_all(&broker.brokers(), "car_data_predicted.dlq", |m| m.len() >= 3);
+    // At least once: a message consumed again is dead-lettered again, so count distinct ones.
+    let dead = consume_all(&broker.brokers(), "car_data_predicted.dlq", |m| {
+        m.iter()
+            .map(|m| m.payload().map(<[u8]>::to_vec))
+            .collect::<BTreeSet<_>>()
+            .len()
+            >= 3
+    });
     let mut kinds = BTreeMap::new();
     for m in &dead {
         let headers = m.headers().expect("dead letters carry headers");
@@ -283,7 +290,8 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
     });
     for kind in ["json", "type", "missing_column"] {
         let line = format!("xgserve_stream_dead_lettered_total{{error_type=\"{kind}\"}} ");
-        assert_eq!(value(&metrics, &line), 1.0, "{metrics}");
+        // Once per delivery; a redelivered poison message is counted again (at least once).
+        assert!(value(&metrics, &line) >= 1.0, "{metrics}");
     }
     assert!(
         value(&metrics, "xgserve_stream_produced_total ") >= (ROWS - at_kill) as f64,
