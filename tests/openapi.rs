@@ -54,6 +54,49 @@ fn request_schema_and_example_come_from_the_bundle() {
     );
 }
 
+#[tokio::test]
+async fn csv_example_is_accepted_and_prices_as_the_json_example() {
+    let doc = committed();
+    let csv = &doc["paths"]["/predict"]["post"]["requestBody"]["content"]["text/csv"];
+    let example = csv["example"].as_str().unwrap().to_owned();
+    let pattern = csv["schema"]["pattern"].as_str().unwrap();
+    assert!(
+        pattern.starts_with("^model,year,transmission,mileage,fuelType,tax,mpg,engineSize("),
+        "{pattern}"
+    );
+    let state = state();
+    let from_csv = send(&state, post("/predict", "text/csv", example)).await;
+    let from_json = send(&state, post("/predict", "application/json", EXAMPLE)).await;
+    assert_eq!(from_csv.status, 200, "{}", from_csv.body);
+    assert_eq!(from_csv.body, from_json.body);
+}
+
+/// The document says a log1p column takes any number but -1; the server refuses exactly that one.
+#[tokio::test]
+async fn minus_one_is_refused_where_the_document_says_so() {
+    let doc = committed();
+    let properties =
+        &doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"];
+    let refuses_minus_one = |column: &str| properties[column]["items"]["anyOf"][0]["exclusiveMaximum"] == -1.0;
+    let state = state();
+    for column in ["mileage", "tax", "year", "mpg", "engineSize"] {
+        for value in [-1.0, -5.0, -0.5] {
+            let mut body: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+            body[column][1] = value.into();
+            let answer = send(&state, post("/predict", "application/json", body.to_string())).await;
+            let refused = value == -1.0 && refuses_minus_one(column);
+            if refused {
+                assert_eq!(answer.status, 422, "{column} = {value}: {}", answer.body);
+                assert_eq!(answer.json()["column"], column);
+                assert_eq!(answer.json()["row"], 1);
+            } else {
+                assert_eq!(answer.status, 200, "{column} = {value}: {}", answer.body);
+            }
+        }
+    }
+    assert!(refuses_minus_one("mileage") && refuses_minus_one("tax") && !refuses_minus_one("year"));
+}
+
 /// A request that makes `path` answer `status`, with the state it needs.
 async fn trigger(path: &str, status: u16) -> Option<u16> {
     let with_token = || {

@@ -4,14 +4,14 @@
 //! `openapi/openapi.json`, and a test fails when the committed file and the served one differ.
 
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Required};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Required};
 use utoipa::OpenApi;
 
 use super::{handlers, ErrorBody};
 use crate::bundle::Model;
-use crate::preprocess::{ColumnKind, StepSpec};
+use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -58,8 +58,20 @@ fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
         model.manifest.name, model.manifest.version
     )));
     for input in model.preprocessor.inputs() {
-        let item = match input.kind {
-            ColumnKind::Number => ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Number, Type::Null])),
+        let item: Schema = match input.kind {
+            ColumnKind::Number if log1p_then_more(model, &input.name) => {
+                // ln(1 + -1) is -inf, which the next step refuses, as sklearn does: any number but -1.
+                let number = || ObjectBuilder::new().schema_type(Type::Number);
+                AnyOfBuilder::new()
+                    .item(number().exclusive_maximum(Some(-1.0)))
+                    .item(number().exclusive_minimum(Some(-1.0)))
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .description(Some("A number other than -1 (ln(1 + x) is -inf there), or null"))
+                    .into()
+            }
+            ColumnKind::Number => ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Number, Type::Null]))
+                .into(),
             ColumnKind::String => {
                 let mut text = ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
                 if let Some(categories) = known_categories(model, &input.name) {
@@ -70,11 +82,14 @@ fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
                             .chain([serde_json::Value::Null]),
                     ));
                 }
-                text
+                text.into()
             }
         };
         columns = columns
-            .property(&input.name, ArrayBuilder::new().items(item).min_items(Some(1)))
+            .property(
+                &input.name,
+                ArrayBuilder::new().items(RefOr::T(item)).min_items(Some(1)),
+            )
             .required(&input.name);
     }
     RequestBodyBuilder::new()
@@ -90,10 +105,92 @@ fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
         .content(
             "text/csv",
             ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(
+                            "A header row naming the columns (in any order, other columns ignored), then one car \
+                             per line; an empty cell is a missing value. The pattern is the plainest form.",
+                        ))
+                        .pattern(Some(csv_pattern(model.preprocessor.inputs())))
+                        .build(),
+                ))
+                .example(csv_example(model).map(serde_json::Value::from))
                 .build(),
         )
         .build()
+}
+
+/// A regular expression every CSV body of this form matches and the server accepts: the header in
+/// the bundle's column order, then rows of unquoted text or plain non-negative decimals (empty is
+/// missing).
+/// It declares what a client can rely on; the decoder accepts more (any column order, quoting).
+fn csv_pattern(inputs: &[InputSpec]) -> String {
+    let header = inputs
+        .iter()
+        .map(|input| regex_literal(&input.name))
+        .collect::<Vec<_>>()
+        .join(",");
+    let row = inputs
+        .iter()
+        .map(|input| match input.kind {
+            ColumnKind::Number => r"([0-9]{1,9}(\.[0-9]{1,9})?)?",
+            ColumnKind::String => r#"[^,"\r\n]*"#,
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(r"^{header}(\r?\n{row})+\r?\n?$")
+}
+
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = r"\^$.|?*+()[]{}".contains(c).then_some('\\');
+            escape.into_iter().chain([c])
+        })
+        .collect()
+}
+
+/// The bundle's example as CSV, when it is columnar with plain values.
+fn csv_example(model: &Model) -> Option<String> {
+    let inputs = model.preprocessor.inputs();
+    let columns = inputs
+        .iter()
+        .map(|input| model.example.get(&input.name)?.as_array())
+        .collect::<Option<Vec<_>>>()?;
+    let rows = columns.first()?.len();
+    let mut csv = inputs
+        .iter()
+        .map(|input| input.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    for row in 0..rows {
+        csv.push('\n');
+        let cells = columns
+            .iter()
+            .map(|column| match column.get(row)? {
+                serde_json::Value::String(text) if !text.contains([',', '"', '\r', '\n']) => Some(text.clone()),
+                serde_json::Value::Number(number) => Some(number.to_string()),
+                serde_json::Value::Null => Some(String::new()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        csv.push_str(&cells.join(","));
+    }
+    Some(csv)
+}
+
+/// Whether a number column goes through `ln(1 + x)` and then another step, which refuses the -inf
+/// that -1 becomes.
+fn log1p_then_more(model: &Model, column: &str) -> bool {
+    model.preprocessor.spec().blocks.iter().any(|block| {
+        block.columns.iter().any(|c| c == column)
+            && block
+                .steps
+                .iter()
+                .position(|step| matches!(step, StepSpec::Log1p))
+                .is_some_and(|i| i + 1 < block.steps.len())
+    })
 }
 
 /// The categories a text column's encoder knows, unless a step before it maps every other value to

@@ -180,7 +180,7 @@ impl Broker {
 /// Debezium's Postgres connector (embedded engine, `tests/e2e/debezium_to_kafka.py`).
 pub fn start_debezium(postgres: &Postgres, broker: &Broker, state: &Path, log_dir: &Path) -> Process {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("XGSERVE_E2E_PYTHON").map_or_else(|| repo.join(".venv/bin/python"), PathBuf::from);
+    let python = super::venv_bin("python");
     Process::spawn(
         "debezium",
         Command::new(python)
