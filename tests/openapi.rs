@@ -97,6 +97,36 @@ async fn minus_one_is_refused_where_the_document_says_so() {
     assert!(refuses_minus_one("mileage") && refuses_minus_one("tax") && !refuses_minus_one("year"));
 }
 
+const MODEL: &str = "ford_used_car_price";
+
+/// The document's example of a v2 inference request.
+fn infer_example() -> serde_json::Value {
+    let doc = committed();
+    let body = &doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"];
+    body["example"].clone()
+}
+
+#[tokio::test]
+async fn v2_example_prices_as_the_bento_example() {
+    let state = state();
+    let infer = send(
+        &state,
+        post(
+            &format!("/v2/models/{MODEL}/infer"),
+            "application/json",
+            infer_example().to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(infer.status, 200, "{}", infer.body);
+    let predict = send(&state, post("/predict", "application/json", EXAMPLE)).await;
+    let data = &infer.json()["outputs"][0]["data"];
+    assert_eq!(data.to_string(), predict.body, "v2 data and /predict differ");
+    let doc = committed();
+    let name = &doc["paths"]["/v2/models/{name}/infer"]["post"]["parameters"][0]["schema"]["enum"];
+    assert_eq!(name, &serde_json::json!([MODEL]));
+}
+
 /// A request that makes `path` answer `status`, with the state it needs.
 async fn trigger(path: &str, status: u16) -> Option<u16> {
     let with_token = || {
@@ -126,6 +156,41 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
             let state = state();
             state.ready.store(false, std::sync::atomic::Ordering::Release);
             send(&state, get(path)).await
+        }
+        ("/v2" | "/v2/health/live" | "/v2/health/ready", 200) => send(&state(), get(path)).await,
+        ("/v2/health/ready" | "/v2/models/{name}/ready", 503) => {
+            let state = state();
+            state.ready.store(false, std::sync::atomic::Ordering::Release);
+            send(&state, get(&path.replace("{name}", MODEL))).await
+        }
+        ("/v2/models/{name}" | "/v2/models/{name}/ready", 200) => {
+            send(&state(), get(&path.replace("{name}", MODEL))).await
+        }
+        ("/v2/models/{name}" | "/v2/models/{name}/ready", 404) => {
+            send(&state(), get(&path.replace("{name}", "no_such_model"))).await
+        }
+        ("/v2/models/{name}/infer", _) => {
+            let infer = path.replace("{name}", MODEL);
+            let example = infer_example().to_string();
+            match status {
+                200 => send(&state(), post(&infer, "application/json", example)).await,
+                400 => send(&state(), post(&infer, "application/json", "{")).await,
+                401 => send(&with_token(), post(&infer, "application/json", example)).await,
+                404 => {
+                    let elsewhere = path.replace("{name}", "no_such_model");
+                    send(&state(), post(&elsewhere, "application/json", example)).await
+                }
+                413 => send(&state(), post(&infer, "application/json", " ".repeat(70_000))).await,
+                422 => send(&state(), post(&infer, "application/json", r#"{"inputs": []}"#)).await,
+                503 => {
+                    let state = state_with(HttpConfig {
+                        request_timeout: Duration::from_millis(50),
+                        ..config()
+                    });
+                    send(&state, stuck(&infer)).await
+                }
+                _ => return None,
+            }
         }
         ("/admin/reload", 200) => send(&with_token(), authed(Request::post(path)).body(Body::empty()).unwrap()).await,
         ("/admin/reload", 401) => send(&with_token(), Request::post(path).body(Body::empty()).unwrap()).await,
@@ -165,5 +230,5 @@ async fn every_declared_status_is_produced() {
             }
         }
     }
-    assert_eq!(checked, 17, "declared statuses checked");
+    assert_eq!(checked, 33, "declared statuses checked");
 }

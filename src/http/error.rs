@@ -55,6 +55,13 @@ pub struct ErrorBody {
     pub row: Option<usize>,
 }
 
+/// The error body of the v2 routes, as the Open Inference Protocol has it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V2Error {
+    /// What went wrong.
+    pub error: String,
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -112,7 +119,9 @@ impl ApiError {
 
     /// The Open Inference Protocol's error body, `{"error": ...}`, with the same status.
     pub fn into_v2_response(self) -> Response {
-        self.respond(axum::Json(serde_json::json!({ "error": self.to_string() })))
+        self.respond(axum::Json(V2Error {
+            error: self.to_string(),
+        }))
     }
 }
 

@@ -30,7 +30,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, V2Error};
 
 use crate::bundle::{BundleError, Model};
 use crate::input::Limits;

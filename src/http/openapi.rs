@@ -4,12 +4,12 @@
 //! `openapi/openapi.json`, and a test fails when the committed file and the served one differ.
 
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Required};
 use utoipa::OpenApi;
 
-use super::{handlers, ErrorBody};
+use super::{handlers, v2, ErrorBody, V2Error};
 use crate::bundle::Model;
 use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
 
@@ -27,12 +27,19 @@ use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
         handlers::ready,
         handlers::info,
         handlers::metrics,
-        handlers::reload
+        handlers::reload,
+        v2::server_metadata,
+        v2::live,
+        v2::ready,
+        v2::model_metadata,
+        v2::model_ready,
+        v2::infer
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, V2Error)),
     tags(
         (name = "predict", description = "Predictions"),
-        (name = "operations", description = "Health, readiness, model information, metrics and reload")
+        (name = "operations", description = "Health, readiness, model information, metrics and reload"),
+        (name = "v2", description = "The Open Inference Protocol (KServe, Triton, MLServer clients)")
     )
 )]
 struct ApiDoc;
@@ -48,6 +55,29 @@ pub fn spec(model: &Model) -> Document {
     if let Some(operation) = doc.paths.paths.get_mut("/predict").and_then(|item| item.post.as_mut()) {
         operation.request_body = Some(request_body(model));
     }
+    let infer = "/v2/models/{name}/infer";
+    if let Some(operation) = doc.paths.paths.get_mut(infer).and_then(|item| item.post.as_mut()) {
+        operation.request_body = Some(infer_body(model));
+    }
+    // The model's name is the one value the v2 model routes know.
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v2/models/{name}") {
+            continue;
+        }
+        let operations = [item.get.as_mut(), item.post.as_mut()];
+        for parameter in operations
+            .into_iter()
+            .flatten()
+            .flat_map(|o| o.parameters.iter_mut().flatten())
+        {
+            if parameter.name == "name" {
+                let name = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([model.manifest.name.as_str()]));
+                parameter.schema = Some(RefOr::T(name.into()));
+            }
+        }
+    }
     doc
 }
 
@@ -58,33 +88,7 @@ fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
         model.manifest.name, model.manifest.version
     )));
     for input in model.preprocessor.inputs() {
-        let item: Schema = match input.kind {
-            ColumnKind::Number if log1p_then_more(model, &input.name) => {
-                // ln(1 + -1) is -inf, which the next step refuses, as sklearn does: any number but -1.
-                let number = || ObjectBuilder::new().schema_type(Type::Number);
-                AnyOfBuilder::new()
-                    .item(number().exclusive_maximum(Some(-1.0)))
-                    .item(number().exclusive_minimum(Some(-1.0)))
-                    .item(ObjectBuilder::new().schema_type(Type::Null))
-                    .description(Some("A number other than -1 (ln(1 + x) is -inf there), or null"))
-                    .into()
-            }
-            ColumnKind::Number => ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::Number, Type::Null]))
-                .into(),
-            ColumnKind::String => {
-                let mut text = ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
-                if let Some(categories) = known_categories(model, &input.name) {
-                    text = text.enum_values(Some(
-                        categories
-                            .into_iter()
-                            .map(serde_json::Value::from)
-                            .chain([serde_json::Value::Null]),
-                    ));
-                }
-                text.into()
-            }
-        };
+        let item = value_schema(model, input);
         columns = columns
             .property(
                 &input.name,
@@ -119,6 +123,135 @@ fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
                 .build(),
         )
         .build()
+}
+
+/// The schema of one value of an input column, from the bundle's spec.
+fn value_schema(model: &Model, input: &InputSpec) -> Schema {
+    match input.kind {
+        ColumnKind::Number if log1p_then_more(model, &input.name) => {
+            // ln(1 + -1) is -inf, which the next step refuses, as sklearn does: any number but -1.
+            let number = || ObjectBuilder::new().schema_type(Type::Number);
+            AnyOfBuilder::new()
+                .item(number().exclusive_maximum(Some(-1.0)))
+                .item(number().exclusive_minimum(Some(-1.0)))
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .description(Some("A number other than -1 (ln(1 + x) is -inf there), or null"))
+                .into()
+        }
+        ColumnKind::Number => ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Number, Type::Null]))
+            .into(),
+        ColumnKind::String => {
+            let mut text = ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+            if let Some(categories) = known_categories(model, &input.name) {
+                text = text.enum_values(Some(
+                    categories
+                        .into_iter()
+                        .map(serde_json::Value::from)
+                        .chain([serde_json::Value::Null]),
+                ));
+            }
+            text.into()
+        }
+    }
+}
+
+/// A v2 inference request for this bundle: one tensor per input column, in the bundle's order (the
+/// server takes any order), each with as many values as its shape says.
+fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
+    let tensors = model.preprocessor.inputs().iter().map(|input| {
+        let datatypes: &[&str] = match input.kind {
+            ColumnKind::Number => &NUMBER_DATATYPES,
+            ColumnKind::String => &["BYTES"],
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "name",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([input.name.as_str()])),
+            )
+            .required("name")
+            .property(
+                "shape",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+                    .description(Some(
+                        "Dimensions whose product is the number of values: [rows] or [rows, 1]",
+                    )),
+            )
+            .required("shape")
+            .property(
+                "datatype",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(datatypes.iter().copied())),
+            )
+            .required("datatype")
+            .property(
+                "data",
+                ArrayBuilder::new()
+                    .items(RefOr::T(
+                        AnyOfBuilder::new()
+                            .item(value_schema(model, input))
+                            .item(ArrayBuilder::new().items(RefOr::T(value_schema(model, input))))
+                            .into(),
+                    ))
+                    .min_items(Some(1))
+                    .description(Some("The values in row-major order, flat or nested as the shape")),
+            )
+            .required("data")
+            .build()
+    });
+    let inputs = ArrayBuilder::new()
+        .prefix_items(tensors)
+        .items(ArrayItems::False)
+        .min_items(Some(model.preprocessor.inputs().len()))
+        .description(Some("One tensor per input column, all with the same number of values"));
+    let request = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some("Echoed in the response")),
+        )
+        .property("inputs", inputs)
+        .required("inputs");
+    RequestBodyBuilder::new()
+        .description(Some("The cars to price, one tensor per column"))
+        .required(Some(Required::True))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(request.build()))
+                .example(infer_example(model))
+                .build(),
+        )
+        .build()
+}
+
+/// The number datatypes a number column takes (values are read as f64 whatever is declared).
+const NUMBER_DATATYPES: [&str; 10] = [
+    "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+];
+
+/// The bundle's example as a v2 inference request, when it is columnar.
+fn infer_example(model: &Model) -> Option<serde_json::Value> {
+    let inputs = model.preprocessor.inputs();
+    let tensors = inputs
+        .iter()
+        .map(|input| {
+            let data = model.example.get(&input.name)?.as_array()?;
+            let datatype = match input.kind {
+                ColumnKind::Number => "FP64",
+                ColumnKind::String => "BYTES",
+            };
+            Some(serde_json::json!({"name": input.name, "shape": [data.len()], "datatype": datatype, "data": data}))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(serde_json::json!({ "inputs": tensors }))
 }
 
 /// A regular expression every CSV body of this form matches and the server accepts: the header in

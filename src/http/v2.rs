@@ -6,11 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::handlers::{read_body, score};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, V2Error};
 use crate::bundle::Model;
 use crate::input::{self, Limits};
 use crate::preprocess::{Batch, ColumnKind, InputError, InputErrorKind};
@@ -33,6 +34,72 @@ struct Tensor {
     data: Value,
 }
 
+/// The server's name and version.
+#[derive(Serialize, ToSchema)]
+pub struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    /// Protocol extensions supported: none.
+    extensions: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Live {
+    live: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    ready: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelReady {
+    name: String,
+    ready: bool,
+}
+
+/// A model's inputs (one tensor per column) and its output.
+#[derive(Serialize, ToSchema)]
+pub struct ModelMetadata {
+    name: String,
+    versions: Vec<String>,
+    platform: &'static str,
+    inputs: Vec<TensorMetadata>,
+    outputs: Vec<TensorMetadata>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TensorMetadata {
+    name: String,
+    /// `BYTES` for text, a number type for numbers.
+    datatype: &'static str,
+    /// `[-1]`: any number of rows.
+    shape: Vec<i64>,
+}
+
+/// The predictions, one per row, as the output tensor `predict`. Documentation only: `infer` writes
+/// this shape by hand.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InferResponse {
+    model_name: String,
+    model_version: String,
+    /// The request's `id`, when it had one.
+    id: Option<String>,
+    outputs: Vec<OutputTensor>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OutputTensor {
+    name: String,
+    datatype: String,
+    shape: Vec<usize>,
+    /// Written as `/predict` writes its floats: exact float32 decimals.
+    data: Vec<f32>,
+}
+
 fn datatype(kind: ColumnKind) -> &'static str {
     match kind {
         ColumnKind::Number => "FP64",
@@ -50,63 +117,113 @@ fn known(state: &AppState, name: &str) -> Result<std::sync::Arc<Model>, ApiError
 }
 
 /// Server metadata.
-pub async fn server_metadata() -> Json<Value> {
-    Json(json!({"name": "xgserve", "version": env!("CARGO_PKG_VERSION"), "extensions": []}))
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, description = "The server", body = ServerMetadata)))]
+pub async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "xgserve",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: Vec::new(),
+    })
 }
 
-pub async fn live() -> Json<Value> {
-    Json(json!({"live": true}))
+/// The process answers.
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, description = "Alive", body = Live)))]
+pub async fn live() -> Json<Live> {
+    Json(Live { live: true })
 }
 
-pub async fn ready(State(state): State<AppState>) -> Response {
+fn readiness(state: &AppState) -> (StatusCode, bool) {
     let ready = state.is_ready();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"ready": ready}))).into_response()
+    (status, ready)
+}
+
+/// Ready once the model is loaded and warmed; not ready while shutting down.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses(
+    (status = 200, description = "Ready to predict", body = Ready),
+    (status = 503, description = "Shutting down", body = Ready),
+))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let (status, ready) = readiness(&state);
+    (status, Json(Ready { ready })).into_response()
 }
 
 /// Model metadata: its inputs with their datatypes, and the output.
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "The model's tensors", body = ModelMetadata),
+        (status = 404, description = "No model of that name is served", body = V2Error),
+    )
+)]
 pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match known(&state, &name) {
         Ok(model) => {
-            let inputs: Vec<Value> = model
+            let inputs = model
                 .preprocessor
                 .inputs()
                 .iter()
-                .map(|i| json!({"name": i.name, "datatype": datatype(i.kind), "shape": [-1]}))
+                .map(|i| TensorMetadata {
+                    name: i.name.clone(),
+                    datatype: datatype(i.kind),
+                    shape: vec![-1],
+                })
                 .collect();
-            Json(json!({
-                "name": model.manifest.name,
-                "versions": [model.manifest.version],
-                "platform": "xgboost",
-                "inputs": inputs,
-                "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}],
-            }))
+            Json(ModelMetadata {
+                name: model.manifest.name.clone(),
+                versions: vec![model.manifest.version.clone()],
+                platform: "xgboost",
+                inputs,
+                outputs: vec![TensorMetadata {
+                    name: OUTPUT.to_owned(),
+                    datatype: "FP32",
+                    shape: vec![-1],
+                }],
+            })
             .into_response()
         }
         Err(e) => e.into_v2_response(),
     }
 }
 
+/// The model is loaded and warmed.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Ready to predict", body = ModelReady),
+        (status = 404, description = "No model of that name is served", body = V2Error),
+        (status = 503, description = "Shutting down", body = ModelReady),
+    )
+)]
 pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match known(&state, &name) {
         Ok(model) => {
-            let ready = state.is_ready();
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            (status, Json(json!({"name": model.manifest.name, "ready": ready}))).into_response()
+            let (status, ready) = readiness(&state);
+            let name = model.manifest.name.clone();
+            (status, Json(ModelReady { name, ready })).into_response()
         }
         Err(e) => e.into_v2_response(),
     }
 }
 
-/// Scores the rows given as one tensor per column.
+/// Scores the rows given as one tensor per column (the request body's schema is the bundle's).
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "One float32 prediction per row, in the output tensor `predict`", body = InferResponse),
+        (status = 400, description = "The body is not a v2 inference request, or has no rows", body = V2Error),
+        (status = 401, description = "A token is configured and the request does not carry it", body = V2Error),
+        (status = 404, description = "No model of that name is served", body = V2Error),
+        (status = 413, description = "More rows or bytes than the configured limits", body = V2Error),
+        (status = 422, description = "A tensor is missing, has the wrong datatype or shape, or a value is out of range", body = V2Error),
+        (status = 503, description = "Overloaded, timed out or shutting down; see Retry-After", body = V2Error),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Response {
     match infer_inner(&state, &name, body).await {
         Ok(response) => response,
@@ -128,7 +245,8 @@ async fn infer_inner(state: &AppState, name: &str, body: Body) -> Result<Respons
         .id
         .map(|id| format!(",\"id\":{}", Value::String(id)))
         .unwrap_or_default();
-    // Written by hand so the floats come out exactly as `/predict` writes them.
+    // Written by hand (as `InferResponse` declares it) so the floats come out exactly as `/predict`
+    // writes them, non-finite ones included, which serde would refuse.
     let body = format!(
         "{{\"model_name\":{},\"model_version\":{}{id},\"outputs\":[{{\"name\":\"{OUTPUT}\",\"datatype\":\"FP32\",\"shape\":[{}],\"data\":{}}}]}}",
         Value::String(model.manifest.name.clone()),

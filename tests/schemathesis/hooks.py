@@ -1,21 +1,43 @@
 """What the OpenAPI document cannot say, told to schemathesis (loaded through SCHEMATHESIS_HOOKS).
 
-A columnar /predict body needs its lists to be of equal length, which JSON Schema cannot express.
-Bodies generated as valid are cut to their shortest list so they are valid for the server too;
-bodies generated as invalid are left as they are.
+The columns of a request need the same number of values, and a v2 tensor's shape must be that number:
+JSON Schema cannot express either. Bodies generated as valid are cut to their shortest column (v2
+data flattened, shapes set to the length) so they are valid for the server too; bodies generated as invalid are left as
+they are.
 """
 
 import schemathesis
 from schemathesis.generation.modes import GenerationMode
 
 
+def equal_lengths(columns):
+    """The columns cut to the shortest one's length, and that length."""
+    rows = min(len(values) for values in columns)
+    return [values[:rows] for values in columns], rows
+
+
+def flat(data):
+    """Tensor data in row-major order, as the server reads nested data."""
+    return [value for item in data for value in (item if isinstance(item, list) else [item])]
+
+
 @schemathesis.hook
 def map_case(context, case):
     body = case.body
     valid = case.meta is not None and case.meta.generation.mode == GenerationMode.POSITIVE
-    if valid and case.operation.path == "/predict" and isinstance(body, dict):
-        lists = [value for value in body.values() if isinstance(value, list)]
-        if lists:
-            rows = min(len(value) for value in lists)
-            case.body = {name: value[:rows] if isinstance(value, list) else value for name, value in body.items()}
+    if not valid or not isinstance(body, dict):
+        return case
+    path = case.operation.path
+    if path == "/predict":
+        names = [name for name, value in body.items() if isinstance(value, list)]
+        if names:
+            columns, _ = equal_lengths([body[name] for name in names])
+            case.body = {**body, **dict(zip(names, columns))}
+    elif path.endswith("/infer") and isinstance(body.get("inputs"), list):
+        tensors = body["inputs"]
+        columns, rows = equal_lengths([flat(tensor["data"]) for tensor in tensors])
+        case.body = {
+            **body,
+            "inputs": [{**tensor, "data": data, "shape": [rows]} for tensor, data in zip(tensors, columns)],
+        }
     return case
