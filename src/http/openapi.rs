@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 
 use super::{handlers, v2, ErrorBody, V2Error};
 use crate::bundle::Model;
+use crate::input;
 use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
 
 #[derive(OpenApi)]
@@ -161,7 +162,7 @@ fn value_schema(model: &Model, input: &InputSpec) -> Schema {
 fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
     let tensors = model.preprocessor.inputs().iter().map(|input| {
         let datatypes: &[&str] = match input.kind {
-            ColumnKind::Number => &NUMBER_DATATYPES,
+            ColumnKind::Number => &input::V2_NUMBER_DATATYPES,
             ColumnKind::String => &["BYTES"],
         };
         ObjectBuilder::new()
@@ -232,11 +233,6 @@ fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
         .build()
 }
 
-/// The number datatypes a number column takes (values are read as f64 whatever is declared).
-const NUMBER_DATATYPES: [&str; 10] = [
-    "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
-];
-
 /// The bundle's example as a v2 inference request, when it is columnar.
 fn infer_example(model: &Model) -> Option<serde_json::Value> {
     let inputs = model.preprocessor.inputs();
@@ -244,10 +240,7 @@ fn infer_example(model: &Model) -> Option<serde_json::Value> {
         .iter()
         .map(|input| {
             let data = model.example.get(&input.name)?.as_array()?;
-            let datatype = match input.kind {
-                ColumnKind::Number => "FP64",
-                ColumnKind::String => "BYTES",
-            };
+            let datatype = input::v2_datatype(input.kind);
             Some(serde_json::json!({"name": input.name, "shape": [data.len()], "datatype": datatype, "data": data}))
         })
         .collect::<Option<Vec<_>>>()?;

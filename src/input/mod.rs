@@ -1,15 +1,18 @@
-//! Request bodies decoded into a typed [`Batch`]: columnar JSON (Bento's format), records JSON, CSV.
+//! Request bodies decoded into a typed [`Batch`]: columnar JSON (Bento's format), records JSON, CSV,
+//! and v2 inference requests.
 //!
 //! Decoding is driven by the model's input spec, so values land in typed columns in one pass and
 //! every refusal names its column and row. Columns the model does not use are skipped, not stored.
 
 mod csv;
 mod json;
+mod v2;
 
 use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
 
 pub use self::csv::decode_csv;
 pub use self::json::{decode_columnar, decode_json, decode_records};
+pub use self::v2::{datatype as v2_datatype, decode_v2, NUMBER_DATATYPES as V2_NUMBER_DATATYPES};
 
 /// Bounds on what a body may ask of the decoder.
 #[derive(Debug, Clone, Copy)]
