@@ -184,7 +184,12 @@ pub struct ServeArgs {
     /// Origins allowed by CORS, comma-separated; CORS is off when empty.
     #[arg(long, env = "XGSERVE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-    /// Seconds to finish requests in flight after SIGTERM before exiting anyway.
+    /// Milliseconds to go on serving after SIGTERM, not ready and closing each connection after its
+    /// answer, before the listener closes: for load balancers to stop sending, and for requests
+    /// already on their way to arrive rather than be cut off.
+    #[arg(long, env = "XGSERVE_SHUTDOWN_DELAY_MS", default_value_t = 1000)]
+    pub shutdown_delay_ms: u64,
+    /// Seconds to finish requests in flight once the listener has closed, before exiting anyway.
     #[arg(long, env = "XGSERVE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
     /// Log lines as `text` or `json`; filter with RUST_LOG.

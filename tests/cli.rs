@@ -125,7 +125,8 @@ fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
 }
 
 /// The real binary: `serve` on port 0 logs its configuration with the token redacted, SIGHUP
-/// reloads, SIGTERM drains and exits 0.
+/// reloads, SIGTERM drains (not ready, still predicting, closing each connection after its answer)
+/// and exits 0.
 #[test]
 fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
@@ -141,6 +142,8 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
             "json",
             "--api-key",
             "hunter2-token",
+            "--shutdown-delay-ms",
+            "3000",
         ])
         .current_dir(common::repo())
         .env("RUST_LOG", "info")
@@ -179,7 +182,36 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     let reloaded = wait_for("reloaded");
     assert_eq!(reloaded["fields"]["name"], "ford_used_car_price");
     signal("TERM");
+    wait_for("shutting down: not ready, closing connections after their answers");
+    let (readyz, _) = exchange(&address, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    let body = common::http::EXAMPLE;
+    let request = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hunter2-token\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (head, answer) = exchange(&address, &request);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert_eq!(answer, common::http::EXAMPLE_RESPONSE.trim_end());
+    wait_for("closing the listener, finishing requests in flight");
     wait_for("stopped");
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// One request on a fresh keep-alive connection: the answer's head and body, read until the server
+/// closes (as it does while draining) or 10 s pass.
+fn exchange(address: &str, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.to_owned(), body.to_owned())
 }

@@ -136,3 +136,20 @@ fn ports_and_brokers_agree_with_the_defaults() {
         );
     }
 }
+
+#[test]
+fn the_image_runs_as_a_non_root_user_with_a_healthcheck() {
+    let dockerfile = read("Dockerfile");
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let user = runtime
+        .lines()
+        .filter_map(|line| line.strip_prefix("USER "))
+        .last()
+        .expect("the runtime stage sets USER");
+    let uid = user.split(':').next().unwrap().trim();
+    assert!(uid != "0" && uid != "root", "the runtime stage runs as {user}");
+    assert!(
+        runtime.contains("HEALTHCHECK") && runtime.contains("\"healthcheck\""),
+        "{runtime}"
+    );
+}

@@ -194,9 +194,10 @@ async fn health_readiness_info_and_docs() {
         send(&state, get("/v2/health/ready")).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // Draining still predicts, closing each connection after its answer.
     let draining = send(&state, post("/predict", "application/json", EXAMPLE)).await;
-    assert_eq!(draining.status, StatusCode::SERVICE_UNAVAILABLE, "{}", draining.body);
-    assert_eq!(draining.json()["error_type"], "not_ready");
+    assert_eq!(draining.status, StatusCode::OK, "{}", draining.body);
+    assert_eq!(draining.headers["connection"], "close");
 }
 
 #[tokio::test]
@@ -478,4 +479,76 @@ async fn real_listener_finishes_a_request_in_flight_when_shut_down() {
     );
     // New connections are refused once it has stopped.
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
+
+/// A request shed at the concurrency limit has its body read away before the 503, so the
+/// connection stays usable: unread bytes would make the close a reset, and the client could lose
+/// the 503 along with the connection.
+#[tokio::test]
+async fn a_shed_request_leaves_its_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = state_with(HttpConfig {
+        max_concurrency: 1,
+        max_body_bytes: 1 << 20,
+        request_timeout: Duration::from_secs(5),
+        ..config()
+    });
+    tokio::spawn(xgserve::http::run(listener, state, std::future::pending()));
+
+    // The one permit, held by a body that never finishes.
+    let mut holder = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{";
+    holder.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = format!("{{\"model\": [\"{}\"]}}", "x".repeat(512 * 1024));
+    let request = format!(
+        "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let shed = read_answer(&mut client).await;
+    assert!(shed.starts_with("HTTP/1.1 503"), "{shed}");
+    assert!(shed.to_ascii_lowercase().contains("retry-after: 1"), "{shed}");
+    client
+        .write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let live = read_answer(&mut client).await;
+    assert!(
+        live.starts_with("HTTP/1.1 200"),
+        "the connection was not kept: {live:?}"
+    );
+
+    async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // One answer: its head, then as many body bytes as Content-Length says.
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buffer[..n]),
+                _ => return text,
+            }
+        }
+    }
+    drop(holder);
 }

@@ -51,10 +51,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(reload_on_sighup(state.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let server = tokio::spawn(http::run(listener, state, async move {
+    let server = tokio::spawn(http::run(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
     shutdown_signal().await;
+    state.ready.store(false, std::sync::atomic::Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
+    tracing::info!("closing the listener, finishing requests in flight");
     let _ = stop.send(());
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result??,
@@ -94,7 +97,7 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: not ready, finishing requests in flight");
+    tracing::info!("shutting down: not ready, closing connections after their answers");
 }
 
 pub(crate) fn init_logging(format: &str) {

@@ -36,8 +36,6 @@ pub enum ApiError {
     Overloaded,
     #[error("the prediction took longer than {0} ms")]
     Timeout(u128),
-    #[error("the model is not ready")]
-    NotReady,
 }
 
 /// The JSON body of every error response.
@@ -81,7 +79,7 @@ impl ApiError {
             ApiError::ReloadDisabled => StatusCode::FORBIDDEN,
             ApiError::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
-            ApiError::Overloaded | ApiError::Timeout(_) | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -97,7 +95,6 @@ impl ApiError {
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout(_) => "timeout",
-            ApiError::NotReady => "not_ready",
         }
     }
 
@@ -106,7 +103,7 @@ impl ApiError {
         let mut response = (self.status(), body).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Overloaded | ApiError::Timeout(_) | ApiError::NotReady => {
+            ApiError::Overloaded | ApiError::Timeout(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
             }
             ApiError::Unauthorized => {

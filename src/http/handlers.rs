@@ -32,14 +32,11 @@ const INLINE_ROWS: usize = 256;
         (status = 413, description = "More rows or bytes than the configured limits", body = super::ErrorBody),
         (status = 415, description = "Neither JSON nor CSV", body = super::ErrorBody),
         (status = 422, description = "A column is missing or ragged, or a value has the wrong type or is out of range; names the column and row", body = super::ErrorBody),
-        (status = 503, description = "Overloaded, timed out or shutting down; see Retry-After", body = super::ErrorBody),
+        (status = 503, description = "Overloaded or timed out; see Retry-After", body = super::ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
 pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    if !state.is_ready() {
-        return Err(ApiError::NotReady);
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

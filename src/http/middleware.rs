@@ -7,6 +7,33 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
+/// Longest a shed request's body is read for before the 503 goes out.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops a body, up to `limit` bytes (beyond that, the connection is not worth keeping).
+async fn discard(mut body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut read = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |data| data.len());
+        if read > limit {
+            return;
+        }
+    }
+}
+
+/// While draining, every response says `Connection: close`, so no connection is left idle (where a
+/// request sent at the moment of closing would be lost) when the server stops.
+pub async fn close_when_draining(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if !state.is_ready() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// With `--api-key` set, the guarded routes need `Authorization: Bearer <key>`.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(key) = state.config.api_key.as_deref() else {
@@ -32,6 +59,10 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// `Retry-After` rather than queued, and a prediction past the deadline is abandoned with 503.
 pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        // A connection closed with unread bytes is reset, and the client could lose the 503 and the
+        // connection with it: read the body away first, as far as the limits allow.
+        let limit = state.config.max_body_bytes;
+        let _ = tokio::time::timeout(DISCARD_TIME, discard(request.into_body(), limit)).await;
         return ApiError::Overloaded.into_response();
     };
     let deadline = state.config.request_timeout;

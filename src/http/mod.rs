@@ -72,7 +72,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     /// The served model; a reload swaps it while requests in flight keep the one they started with.
     pub model: ArcSwap<Model>,
-    /// Cleared while shutting down, so `/readyz` sends traffic elsewhere before the listener closes.
+    /// Cleared while shutting down, so `/readyz` sends traffic elsewhere before the listener closes;
+    /// predictions are still served meanwhile, each on a connection closed after its answer.
     pub ready: AtomicBool,
     pub config: HttpConfig,
     pub metrics: Metrics,
@@ -192,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(SwaggerUi::new("/docs").url("/docs.json", spec))
         .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.clone(), middleware::close_when_draining))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(traced)
         .layer(SetRequestIdLayer::x_request_id(middleware::RequestIds::new()))

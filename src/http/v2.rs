@@ -199,7 +199,7 @@ pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>
         (status = 404, description = "No model of that name is served", body = V2Error),
         (status = 413, description = "More rows or bytes than the configured limits", body = V2Error),
         (status = 422, description = "A tensor is missing, has the wrong datatype or shape, or a value is out of range", body = V2Error),
-        (status = 503, description = "Overloaded, timed out or shutting down; see Retry-After", body = V2Error),
+        (status = 503, description = "Overloaded or timed out; see Retry-After", body = V2Error),
     ),
     security((), ("bearer" = []))
 )]
@@ -212,9 +212,6 @@ pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, body
 
 async fn infer_inner(state: &AppState, name: &str, body: Body) -> Result<Response, ApiError> {
     let model = known(state, name)?;
-    if !state.is_ready() {
-        return Err(ApiError::NotReady);
-    }
     let bytes = read_body(body, state.config.max_body_bytes).await?;
     let (id, batch) = input::decode_v2(&bytes, model.preprocessor.inputs(), state.config.limits)?;
     let predictions = score(state, model.clone(), batch).await?;

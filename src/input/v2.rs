@@ -55,7 +55,11 @@ pub fn decode_v2(body: &[u8], inputs: &[InputSpec], limits: Limits) -> Result<(O
             ColumnKind::String => tensor.datatype == "BYTES",
         };
         if !fits {
-            let message = format!("datatype {} does not fit; send {}", tensor.datatype, datatype(input.kind));
+            let message = format!(
+                "datatype {} does not fit; send {}",
+                tensor.datatype,
+                datatype(input.kind)
+            );
             return Err(InputError::at(InputErrorKind::Type, &input.name, None, message));
         }
         columns.push((tensor.name.as_str(), values));
@@ -98,7 +102,8 @@ mod tests {
 
     #[test]
     fn shape_whose_product_overflows_is_refused_not_a_panic() {
-        let body = r#"{"inputs": [{"name": "x", "shape": [4294967296, 4294967296, 4], "datatype": "FP64", "data": [1]}]}"#;
+        let body =
+            r#"{"inputs": [{"name": "x", "shape": [4294967296, 4294967296, 4], "datatype": "FP64", "data": [1]}]}"#;
         let error = decode(body).unwrap_err();
         assert_eq!(error.kind, InputErrorKind::Ragged);
         assert_eq!(error.column.as_deref(), Some("x"));
@@ -106,7 +111,8 @@ mod tests {
 
     #[test]
     fn nested_data_reads_in_row_major_order_and_the_id_is_kept() {
-        let body = r#"{"id": "a", "inputs": [{"name": "x", "shape": [2, 1], "datatype": "INT64", "data": [[1], [2]]}]}"#;
+        let body =
+            r#"{"id": "a", "inputs": [{"name": "x", "shape": [2, 1], "datatype": "INT64", "data": [[1], [2]]}]}"#;
         let (id, batch) = decode(body).unwrap();
         assert_eq!(id.as_deref(), Some("a"));
         assert_eq!(batch.rows(), 2);
