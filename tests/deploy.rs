@@ -143,8 +143,8 @@ fn the_image_runs_as_a_non_root_user_with_a_healthcheck() {
     let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
     let user = runtime
         .lines()
-        .filter_map(|line| line.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|line| line.strip_prefix("USER "))
         .expect("the runtime stage sets USER");
     let uid = user.split(':').next().unwrap().trim();
     assert!(uid != "0" && uid != "root", "the runtime stage runs as {user}");
