@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::process::{free_port, wait_for_port, Process};
+use common::process::{free_port, venv_bin, wait_for_port, Process};
 
 const TOKEN: &str = "schemathesis-token";
 
@@ -33,7 +33,7 @@ fn generated_requests_get_answers_the_openapi_document_declares() {
     );
     wait_for_port(port, &mut server, Duration::from_secs(30));
 
-    let mut schemathesis = Command::new(common::venv_bin("schemathesis"));
+    let mut schemathesis = Command::new(venv_bin("schemathesis"));
     schemathesis
         .current_dir(&out)
         .env("SCHEMATHESIS_HOOKS", "hooks")

@@ -22,12 +22,6 @@ pub fn reference() -> PathBuf {
     dir
 }
 
-/// A program of the Python environment `tests/run` makes (`.venv`, or `XGSERVE_VENV`).
-pub fn venv_bin(program: &str) -> PathBuf {
-    let venv = std::env::var_os("XGSERVE_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
-    venv.join("bin").join(program)
-}
-
 /// The Ford data set, never committed; `tests/run` checks it is there.
 pub fn ford_csv() -> PathBuf {
     let path = std::env::var_os("XGSERVE_DATA").map_or_else(|| repo().join("../shared/data/ford.csv"), PathBuf::from);

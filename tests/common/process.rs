@@ -126,3 +126,10 @@ pub fn wait_until<T>(what: &str, within: Duration, mut check: impl FnMut() -> Op
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A program of the Python environment `tests/run` makes (`.venv`, or `XGSERVE_VENV`).
+pub fn venv_bin(program: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("XGSERVE_VENV").map_or_else(|| repo.join(".venv"), PathBuf::from);
+    venv.join("bin").join(program)
+}

@@ -4,7 +4,7 @@
 //! `xgserve stream` itself.
 #![allow(dead_code)] // the test and the benchmark each use their own subset
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -180,7 +180,7 @@ impl Broker {
 /// Debezium's Postgres connector (embedded engine, `tests/e2e/debezium_to_kafka.py`).
 pub fn start_debezium(postgres: &Postgres, broker: &Broker, state: &Path, log_dir: &Path) -> Process {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = super::venv_bin("python");
+    let python = super::process::venv_bin("python");
     Process::spawn(
         "debezium",
         Command::new(python)
