@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use process::{free_port, wait_for_port, wait_until, Process};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::json;
 use services::{start_bridge, start_debezium, Broker, Postgres, SOURCE_TOPIC};
@@ -72,9 +72,21 @@ struct Reading {
     last: i64,
 }
 
+/// Consumer settings for both the plain consumer and the bridge, from `XGSERVE_BENCH_CONSUMER`
+/// (`key=value,key=value`), so the broker's ceiling and the bridge are measured alike. By default
+/// fetches wait at most 10 ms: tansu 0.6 answers a fetch only when its wait is over, data or not.
+fn consumer_options() -> Vec<(String, String)> {
+    std::env::var("XGSERVE_BENCH_CONSUMER")
+        .unwrap_or_else(|_| "fetch.wait.max.ms=10".to_owned())
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 /// Reads `n` records of a topic in a consumer group of its own.
 fn read(brokers: &str, group: &str, topic: &str, n: usize, within: Duration) -> Reading {
-    let consumer = services::reader(brokers, group, topic);
+    let consumer = services::reader_with(brokers, group, topic, &consumer_options());
     let (mut first, mut last, mut first_arrival, mut seen) = (i64::MAX, i64::MIN, None, 0);
     let deadline = Instant::now() + within;
     while seen < n {
@@ -127,32 +139,47 @@ fn main() {
         broker.create_topic(topic, partitions);
     }
     println!("producing {events_n} Debezium events to {SOURCE_TOPIC} ...");
+    // The bridge's own producer settings, so the write rate is the broker's ceiling for its output.
+    // (tansu 0.6 stalled with librdkafka's 1 MB batches and unbounded requests in flight; an
+    // idempotent producer keeps at most 5 in flight.)
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
         .set("linger.ms", "1")
-        // Record batches of Kafka's Java default size: with librdkafka's 1 MB batches tansu 0.6 stalled.
-        .set("batch.size", "16384")
         .create()
         .unwrap();
     let events = events(events_n);
+    // As the bridge does, learn where the topic lives before timing the writes.
+    producer
+        .client()
+        .fetch_metadata(Some(SOURCE_TOPIC), Duration::from_secs(10))
+        .unwrap();
+    let seeding = Instant::now();
     runtime.block_on(async {
         for chunk in events.chunks(1_000) {
-            let sends: Vec<_> = chunk
+            // Enqueued at once (`send` would wait for each delivery before the next), then awaited.
+            let deliveries: Vec<_> = chunk
                 .iter()
                 .map(|(k, v)| {
-                    producer.send(
-                        FutureRecord::to(SOURCE_TOPIC).key(k).payload(v),
-                        Duration::from_secs(30),
-                    )
+                    producer
+                        .send_result(FutureRecord::to(SOURCE_TOPIC).key(k).payload(v))
+                        .map_err(|(e, _)| e)
+                        .unwrap()
                 })
                 .collect();
-            for send in sends {
-                send.await.unwrap();
+            for delivery in deliveries {
+                delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
             }
             eprint!(".");
         }
         eprintln!();
     });
+    let written = events_n as f64 / seeding.elapsed().as_secs_f64();
+    println!(
+        "broker alone: a plain producer with the bridge's settings writes the events at {written:.0} events/s \
+         (1,000 in flight at a time)"
+    );
     // The broker's own ceiling for reading the backlog: a plain consumer, nothing else.
     let reading = read(
         &brokers,
@@ -167,19 +194,19 @@ fn main() {
     // 1. Batched, in process.
     let tansu_before = cpu_seconds(&broker.process);
     let started = Instant::now();
-    let mut bridge = start_bridge(
-        "bench-batched",
-        &broker,
-        &[
-            "--group-id",
-            "bench-batched",
-            "--sink-topic",
-            "priced_batched",
-            "--dead-letter-topic",
-            "dlq",
-        ],
-        &logs,
-    );
+    let mut args = vec![
+        "--group-id".to_owned(),
+        "bench-batched".to_owned(),
+        "--sink-topic".to_owned(),
+        "priced_batched".to_owned(),
+        "--dead-letter-topic".to_owned(),
+        "dlq".to_owned(),
+    ];
+    for (key, value) in consumer_options() {
+        args.extend(["--kafka-option".to_owned(), format!("{key}={value}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut bridge = start_bridge("bench-batched", &broker, &args, &logs);
     let Reading { first, last, .. } = read(
         &brokers,
         "bench-reader",
@@ -201,16 +228,23 @@ fn main() {
     );
 
     // 2. The seed's design: one message at a time through HTTP /predict, flushed each time.
-    let port = free_port();
-    let mut server = Process::spawn(
-        "bench-server",
-        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]),
-        &logs,
-    );
-    wait_for_port(port, &mut server, Duration::from_secs(30));
-    let url = format!("http://127.0.0.1:{port}/predict");
+    // Against this server, or the one `XGSERVE_BENCH_PREDICT_URL` names (the Bento service of
+    // benches/bento/run, say).
+    let (url, server) = match std::env::var("XGSERVE_BENCH_PREDICT_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let port = free_port();
+            let mut server = Process::spawn(
+                "bench-server",
+                std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]),
+                &logs,
+            );
+            wait_for_port(port, &mut server, Duration::from_secs(30));
+            (format!("http://127.0.0.1:{port}/predict"), Some(server))
+        }
+    };
     let mut bridge = start_bridge(
         "bench-loop",
         &broker,
@@ -243,7 +277,7 @@ fn main() {
     let span = (last - first).max(1) as f64 / 1000.0;
     let looped = (loop_n - 1) as f64 / span;
     println!(
-        "per message over HTTP, flushed each time: {loop_n} events in {span:.2} s = {looped:.0} events/s; \
+        "per message over HTTP to {url}, flushed each time: {loop_n} events in {span:.2} s = {looped:.0} events/s; \
          batched is {:.0}x",
         batched / looped
     );

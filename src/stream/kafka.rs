@@ -14,7 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -132,6 +132,18 @@ pub async fn run(
     )
     .create()
     .context("cannot create the Kafka producer")?;
+    // Learn where the output topics live before the first batch, rather than while it waits.
+    let warm = producer.clone();
+    let topics = [config.sink_topic.clone(), config.dead_letter_topic.clone()];
+    tokio::task::spawn_blocking(move || {
+        for topic in &topics {
+            if let Err(e) = warm.client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                tracing::warn!(%topic, error = %e, "cannot read the topic's metadata yet");
+            }
+        }
+    })
+    .await
+    .context("the metadata task failed")?;
     metrics.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?config.source_topics, sink = %config.sink_topic,
         dead_letters = %config.dead_letter_topic, "consuming");

@@ -14,14 +14,27 @@ pub const SOURCE_TOPIC: &str = "car_database.public.tbl_car_price";
 
 /// A consumer reading `topic` from its start, in a consumer group of its own, committing nothing.
 pub fn reader(brokers: &str, group: &str, topic: &str) -> rdkafka::consumer::BaseConsumer {
+    reader_with(brokers, group, topic, &[])
+}
+
+/// As [`reader`], with librdkafka settings of the caller's on top.
+pub fn reader_with(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    options: &[(String, String)],
+) -> rdkafka::consumer::BaseConsumer {
     use rdkafka::consumer::Consumer;
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = config.create().unwrap();
     consumer.subscribe(&[topic]).unwrap();
     consumer
 }
