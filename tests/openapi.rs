@@ -127,6 +127,56 @@ async fn v2_example_prices_as_the_bento_example() {
     assert_eq!(name, &serde_json::json!([MODEL]));
 }
 
+/// Schemathesis found the first v2 document refusing what the server takes: a null `id`, and
+/// shapes other than `[rows]` (`[]` for one value, `[rows, 1]`). Both are declared now, and taken.
+#[tokio::test]
+async fn v2_document_declares_the_ids_and_shapes_the_server_takes() {
+    let doc = committed();
+    let schema =
+        &doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        schema["properties"]["id"]["type"],
+        serde_json::json!(["string", "null"])
+    );
+    let shape = &schema["properties"]["inputs"]["prefixItems"][0]["properties"]["shape"];
+    assert!(
+        shape.get("minItems").is_none() && shape.get("maxItems").is_none(),
+        "{shape}"
+    );
+    let state = state();
+    let mut body = infer_example();
+    body["id"] = serde_json::Value::Null;
+    for tensor in body["inputs"].as_array_mut().unwrap() {
+        let first = tensor["data"][0].clone();
+        tensor["data"] = serde_json::json!([[first]]);
+        tensor["shape"] = serde_json::json!([1, 1]);
+    }
+    let answer = send(
+        &state,
+        post(
+            &format!("/v2/models/{MODEL}/infer"),
+            "application/json",
+            body.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for tensor in body["inputs"].as_array_mut().unwrap() {
+        tensor["shape"] = serde_json::json!([]);
+    }
+    let answer = send(
+        &state,
+        post(
+            &format!("/v2/models/{MODEL}/infer"),
+            "application/json",
+            body.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json().get("id").is_none(), "{}", answer.body);
+}
+
 /// A request that makes `path` answer `status`, with the state it needs.
 async fn trigger(path: &str, status: u16) -> Option<u16> {
     let with_token = || {
