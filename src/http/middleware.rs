@@ -22,17 +22,6 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-/// While draining, every response says `Connection: close`, so no connection is left idle (where a
-/// request sent at the moment of closing would be lost) when the server stops.
-pub async fn close_when_draining(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    if !state.is_ready() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-    }
-    response
-}
 
 /// With `--api-key` set, the guarded routes need `Authorization: Bearer <key>`.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {

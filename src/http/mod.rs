@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -188,12 +189,18 @@ pub fn router(state: AppState) -> Router {
             .unwrap_or("");
         tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
     });
+    // While draining, every answer says `Connection: close`, so no connection is left idle (where a
+    // request sent at the moment of closing would be lost) when the server stops.
+    let draining = state.clone();
+    let close_when_draining = SetResponseHeaderLayer::overriding(header::CONNECTION, move |_: &axum::response::Response| {
+        (!draining.is_ready()).then(|| HeaderValue::from_static("close"))
+    });
     Router::new()
         .merge(guarded)
         .merge(open)
         .merge(SwaggerUi::new("/docs").url("/docs.json", spec))
         .layer(from_fn_with_state(state.clone(), metrics::track))
-        .layer(from_fn_with_state(state.clone(), middleware::close_when_draining))
+        .layer(close_when_draining)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(traced)
         .layer(SetRequestIdLayer::x_request_id(middleware::RequestIds::new()))
