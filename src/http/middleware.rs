@@ -22,7 +22,6 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-
 /// With `--api-key` set, the guarded routes need `Authorization: Bearer <key>`.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(key) = state.config.api_key.as_deref() else {

@@ -192,9 +192,10 @@ pub fn router(state: AppState) -> Router {
     // While draining, every answer says `Connection: close`, so no connection is left idle (where a
     // request sent at the moment of closing would be lost) when the server stops.
     let draining = state.clone();
-    let close_when_draining = SetResponseHeaderLayer::overriding(header::CONNECTION, move |_: &axum::response::Response| {
-        (!draining.is_ready()).then(|| HeaderValue::from_static("close"))
-    });
+    let close_when_draining =
+        SetResponseHeaderLayer::overriding(header::CONNECTION, move |_: &axum::response::Response| {
+            (!draining.is_ready()).then(|| HeaderValue::from_static("close"))
+        });
     Router::new()
         .merge(guarded)
         .merge(open)
