@@ -151,28 +151,19 @@ async fn v2_document_declares_the_ids_and_shapes_the_server_takes() {
         tensor["data"] = serde_json::json!([[first]]);
         tensor["shape"] = serde_json::json!([1, 1]);
     }
-    let answer = send(
-        &state,
+    let infer = |body: &serde_json::Value| {
         post(
             &format!("/v2/models/{MODEL}/infer"),
             "application/json",
             body.to_string(),
-        ),
-    )
-    .await;
+        )
+    };
+    let answer = send(&state, infer(&body)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     for tensor in body["inputs"].as_array_mut().unwrap() {
         tensor["shape"] = serde_json::json!([]);
     }
-    let answer = send(
-        &state,
-        post(
-            &format!("/v2/models/{MODEL}/infer"),
-            "application/json",
-            body.to_string(),
-        ),
-    )
-    .await;
+    let answer = send(&state, infer(&body)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(answer.json().get("id").is_none(), "{}", answer.body);
 }

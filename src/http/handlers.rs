@@ -131,11 +131,7 @@ pub async fn live() -> StatusCode {
     (status = 503, description = "Shutting down"),
 ))]
 pub async fn ready(State(state): State<AppState>) -> StatusCode {
-    if state.is_ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+    state.readiness_status()
 }
 
 /// The served model: name, version, digest, inputs, features, training metrics.

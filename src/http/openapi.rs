@@ -161,6 +161,7 @@ fn value_schema(model: &Model, input: &InputSpec) -> Schema {
 /// server takes any order), each with as many values as its shape says.
 fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
     let tensors = model.preprocessor.inputs().iter().map(|input| {
+        let value = value_schema(model, input);
         let datatypes: &[&str] = match input.kind {
             ColumnKind::Number => &input::V2_NUMBER_DATATYPES,
             ColumnKind::String => &["BYTES"],
@@ -195,8 +196,8 @@ fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
                 ArrayBuilder::new()
                     .items(RefOr::T(
                         AnyOfBuilder::new()
-                            .item(value_schema(model, input))
-                            .item(ArrayBuilder::new().items(RefOr::T(value_schema(model, input))))
+                            .item(value.clone())
+                            .item(ArrayBuilder::new().items(RefOr::T(value)))
                             .into(),
                     ))
                     .min_items(Some(1))

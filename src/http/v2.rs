@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -111,24 +111,14 @@ pub async fn live() -> Json<Live> {
     Json(Live { live: true })
 }
 
-fn readiness(state: &AppState) -> (StatusCode, bool) {
-    let ready = state.is_ready();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, ready)
-}
-
 /// Ready once the model is loaded and warmed; not ready while shutting down.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses(
     (status = 200, description = "Ready to predict", body = Ready),
     (status = 503, description = "Shutting down", body = Ready),
 ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let (status, ready) = readiness(&state);
-    (status, Json(Ready { ready })).into_response()
+    let ready = state.is_ready();
+    (state.readiness_status(), Json(Ready { ready })).into_response()
 }
 
 /// Model metadata: its inputs with their datatypes, and the output.
@@ -181,9 +171,9 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
 pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     match known(&state, &name) {
         Ok(model) => {
-            let (status, ready) = readiness(&state);
             let name = model.manifest.name.clone();
-            (status, Json(ModelReady { name, ready })).into_response()
+            let ready = state.is_ready();
+            (state.readiness_status(), Json(ModelReady { name, ready })).into_response()
         }
         Err(e) => e.into_v2_response(),
     }
