@@ -19,7 +19,7 @@ mod services;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use process::{free_port, wait_for_port, wait_until, Process};
+use process::{start_server, wait_until, Process};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
@@ -233,15 +233,7 @@ fn main() {
     let (url, server) = match std::env::var("XGSERVE_BENCH_PREDICT_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            let port = free_port();
-            let mut server = Process::spawn(
-                "bench-server",
-                std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]),
-                &logs,
-            );
-            wait_for_port(port, &mut server, Duration::from_secs(30));
+            let (server, port) = start_server("bench-server", &[], &[], &logs);
             (format!("http://127.0.0.1:{port}/predict"), Some(server))
         }
     };

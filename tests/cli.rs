@@ -167,6 +167,7 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     };
     let ready = wait_for("ready");
     let address = ready["fields"]["address"].as_str().unwrap().to_owned();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     assert!(ready["fields"]["startup_ms"].as_u64().is_some());
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &format!("http://{address}/readyz")]);
     assert!(ok, "{stderr}");
@@ -183,7 +184,7 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     assert_eq!(reloaded["fields"]["name"], "ford_used_car_price");
     signal("TERM");
     wait_for("shutting down: not ready, closing connections after their answers");
-    let (readyz, _) = exchange(&address, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (readyz, _) = common::process::http_exchange(port, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
     let body = common::http::EXAMPLE;
     let request = format!(
@@ -191,7 +192,7 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let (head, answer) = exchange(&address, &request);
+    let (head, answer) = common::process::http_exchange(port, &request);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
     assert_eq!(answer, common::http::EXAMPLE_RESPONSE.trim_end());
@@ -199,19 +200,4 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     wait_for("stopped");
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
-}
-
-/// One request on a fresh keep-alive connection: the answer's head and body, read until the server
-/// closes (as it does while draining) or 10 s pass.
-fn exchange(address: &str, request: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (head.to_owned(), body.to_owned())
 }

@@ -7,33 +7,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{free_port, wait_for_port, Process};
+use common::process::{start_server, Process};
 
-/// The release server on a free port, with a 1 s request timeout for the slow-loris case.
+/// The server on a free port, with a 1 s request timeout for the slow-loris case.
 fn start() -> (Process, u16) {
     let logs = common::repo().join("target/hostile");
     std::fs::create_dir_all(&logs).unwrap();
-    let port = free_port();
-    let mut server = Process::spawn(
-        "server",
-        Command::new(env!("CARGO_BIN_EXE_xgserve"))
-            .current_dir(common::repo())
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--request-timeout-ms",
-                "1000",
-            ]),
-        &logs,
-    );
-    wait_for_port(port, &mut server, Duration::from_secs(30));
-    (server, port)
+    start_server("server", &["--request-timeout-ms", "1000"], &[], &logs)
 }
 
 /// Sends raw bytes (in pieces, `pause` apart) and returns the status code and how long the answer took.

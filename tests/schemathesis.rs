@@ -9,9 +9,8 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use common::process::{free_port, venv_bin, wait_for_port, Process};
+use common::process::{start_server, venv_bin};
 
 const TOKEN: &str = "schemathesis-token";
 
@@ -22,16 +21,7 @@ const MIN_CASES: u64 = 300;
 fn generated_requests_get_answers_the_openapi_document_declares() {
     let out = common::repo().join("target/schemathesis");
     std::fs::create_dir_all(&out).unwrap();
-    let port = free_port();
-    let mut server = Process::spawn(
-        "server",
-        Command::new(env!("CARGO_BIN_EXE_xgserve"))
-            .current_dir(common::repo())
-            .env("XGSERVE_API_KEY", TOKEN)
-            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()]),
-        &out,
-    );
-    wait_for_port(port, &mut server, Duration::from_secs(30));
+    let (mut server, port) = start_server("server", &[], &[("XGSERVE_API_KEY", TOKEN)], &out);
 
     let mut schemathesis = Command::new(venv_bin("schemathesis"));
     schemathesis

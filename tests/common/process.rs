@@ -82,15 +82,37 @@ pub fn wait_for_port(port: u16, process: &mut Process, within: Duration) {
     }
 }
 
-/// A plain HTTP GET on loopback; the status line and body.
-pub fn http_get(port: u16, path: &str) -> (String, String) {
+/// `xgserve serve` on a free loopback port with extra arguments and environment, once it listens.
+pub fn start_server(name: &str, args: &[&str], envs: &[(&str, &str)], log_dir: &Path) -> (Process, u16) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xgserve"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
+        .envs(envs.iter().copied());
+    let mut server = Process::spawn(name, &mut command, log_dir);
+    wait_for_port(port, &mut server, Duration::from_secs(30));
+    (server, port)
+}
+
+/// One raw HTTP request on a fresh loopback connection, read until the server closes it (at most
+/// 10 s): the answer's head and body.
+pub fn http_exchange(port: u16, request: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    (head.to_owned(), body.to_owned())
+}
+
+/// A plain HTTP GET on loopback; the status line and body.
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let (head, body) = http_exchange(port, &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"));
+    (head.lines().next().unwrap_or("").to_owned(), body)
 }
 
 /// Sends SIGTERM and waits for the exit status.
