@@ -115,10 +115,46 @@ fn bench_request(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same requests through the router and every middleware, in process (no sockets): what the
+/// server adds around `/predict`'s work, and the trivial route `/livez` for scale.
+fn bench_router(c: &mut Criterion) {
+    use tower::ServiceExt;
+    let state = xgserve::http::AppState::new(model(), xgserve::http::HttpConfig::default());
+    let router = xgserve::http::router(state);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let example =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ford_used_car_price/example.json")).unwrap();
+    let mut group = c.benchmark_group("router");
+    group.bench_function("GET /livez", |b| {
+        b.iter(|| {
+            let request = axum::http::Request::get("/livez")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            runtime.block_on(router.clone().oneshot(request)).unwrap()
+        })
+    });
+    group.bench_function("POST /predict 2 rows", |b| {
+        b.iter(|| {
+            let request = axum::http::Request::post("/predict")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(example.clone()))
+                .unwrap();
+            let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
+            runtime
+                .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_request
+    targets = bench, bench_request, bench_router
 }
 
 /// libxgboost predicts with OpenMP, which reads `OMP_NUM_THREADS` when the library loads, before any

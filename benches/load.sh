@@ -2,6 +2,8 @@
 # Load test of the release server on loopback, one report per run:
 #   2-row and 100-row POST /predict at 1 and 16 connections (req/s, p50, p99), the trivial-route
 #   ceiling (GET /livez) of the same server, peak RSS under load, and time from start to ready.
+#   The 16-connection runs are made twice: with two wrk threads and with one. On two cores the
+#   generator competes with the server for the CPU; one generator thread leaves the server more of it.
 # Usage: benches/load.sh [seconds per run, default 10]. Needs wrk (apt); installs it when missing.
 # The load generator shares the machine's cores with the server, so figures are a floor.
 set -euo pipefail
@@ -47,14 +49,22 @@ run() { # name connections threads [body]
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  printf '%-22s %5s conn  %12s req/s  p50 %9s  p99 %9s  %s\n' "$name" "$connections" "$rps" "$p50" "$p99" "${errors:-no errors}"
+  printf '%-22s %3s conn  wrk -t%s  %10s req/s  p50 %9s  p99 %9s  %s\n' \
+    "$name" "$connections" "$threads" "$rps" "$p50" "$p99" "${errors:-no errors}"
+  rps_of["$name $connections $threads"]=$rps
 }
+declare -A rps_of
 
 echo "xgserve load test: $(nproc) cores, ${seconds}s per run, wrk on the same machine"
-run "GET /livez (ceiling)" 16 2
+for threads in 2 1; do run "GET /livez (ceiling)" 16 "$threads"; done
 run "POST /predict 2 rows" 1 1 rows2.json
-run "POST /predict 2 rows" 16 2 rows2.json
+for threads in 2 1; do run "POST /predict 2 rows" 16 "$threads" rows2.json; done
 run "POST /predict 100 rows" 1 1 rows100.json
-run "POST /predict 100 rows" 16 2 rows100.json
+for threads in 2 1; do run "POST /predict 100 rows" 16 "$threads" rows100.json; done
+for threads in 2 1; do
+  share=$(awk -v p="${rps_of["POST /predict 2 rows 16 $threads"]}" -v c="${rps_of["GET /livez (ceiling) 16 $threads"]}" \
+    'BEGIN {printf "%.0f", 100 * p / c}')
+  echo "2-row /predict at 16 connections, wrk -t$threads: ${share}% of the ceiling"
+done
 echo "start to ready: ${ready_ms} ms (process start to the first 200 from /readyz)"
 echo "RSS: idle $((rss_idle / 1024)) MB, peak under load $(( $(awk '/VmHWM/ {print $2}' "/proc/$server/status") / 1024 )) MB"

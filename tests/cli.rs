@@ -124,14 +124,22 @@ fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
     assert!(!ok && stderr.contains("cannot connect"), "{stderr}");
 }
 
-/// The real binary: `serve` on port 0 logs its configuration with the token redacted, SIGHUP
-/// reloads, SIGTERM drains (not ready, still predicting, closing each connection after its answer)
+/// The real binary: `serve` on port 0 logs its configuration with the token redacted, logs each
+/// answer in a span carrying the request id, SIGHUP reloads, SIGTERM drains (not ready, still predicting, closing each connection after its answer)
 /// and exits 0.
 #[test]
 fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xgserve"))
+    /// Kills the server when the test fails, so no orphan keeps the test's output pipe open.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_xgserve"))
         .args([
             "serve",
             "--host",
@@ -146,11 +154,12 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
             "3000",
         ])
         .current_dir(common::repo())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,xgserve::http=debug")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut wait_for = |message: &str| -> serde_json::Value {
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -171,10 +180,26 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     assert!(ready["fields"]["startup_ms"].as_u64().is_some());
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &format!("http://{address}/readyz")]);
     assert!(ok, "{stderr}");
+    let (head, _) = common::process::http_exchange(
+        port,
+        "GET /livez HTTP/1.1\r\nHost: x\r\nx-request-id: trace-me-42\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: trace-me-42"),
+        "{head}"
+    );
+    // The healthcheck's answer is logged first, then this one's.
+    let answered = (0..2)
+        .map(|_| wait_for("answered"))
+        .find(|entry| entry["span"]["request_id"] == "trace-me-42")
+        .expect("the answer is logged in a span with the request id");
+    assert_eq!(answered["fields"]["status"], 200, "{answered}");
+    assert_eq!(answered["span"]["uri"], "/livez", "{answered}");
+    assert!(answered["fields"]["latency_us"].as_u64().is_some(), "{answered}");
 
     let signal = |name: &str| {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &child.id().to_string()])
+            .args([&format!("-{name}"), &child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -198,6 +223,6 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     assert_eq!(answer, common::http::EXAMPLE_RESPONSE.trim_end());
     wait_for("closing the listener, finishing requests in flight");
     wait_for("stopped");
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }

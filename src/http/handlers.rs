@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -36,8 +36,11 @@ const INLINE_ROWS: usize = 256;
     ),
     security((), ("bearer" = []))
 )]
-pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let content_type = headers
+pub async fn predict(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    // The parts, not a `HeaderMap` extractor, which would copy every header.
+    let (parts, body) = request.into_parts();
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");

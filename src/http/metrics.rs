@@ -1,17 +1,13 @@
 //! Prometheus metrics: every name here, every recording through [`Metrics`], one middleware for the
 //! HTTP counters. Each server has its own registry, so tests running in parallel count on their own.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-
-use super::AppState;
 
 pub const REQUESTS: &str = "xgserve_http_requests_total";
 pub const REQUEST_SECONDS: &str = "xgserve_http_request_duration_seconds";
@@ -111,6 +107,14 @@ impl Metrics {
         }
     }
 
+    /// One answered request, by its route template (not its raw path), method and status.
+    pub fn record_request(&self, route: &str, method: &str, status: StatusCode, elapsed: Duration) {
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        self.requests.with_label_values(&[route, method, status.as_str()]).inc();
+    }
+
     pub fn record_reload(&self, ok: bool) {
         self.reloads.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
     }
@@ -137,15 +141,14 @@ impl Default for Metrics {
     }
 }
 
-/// Counts every request once, by its route template (not its raw path) and status.
 /// Counts a request in flight until dropped, so a request whose client goes away (and whose future
 /// is dropped mid-way) is not counted forever.
-struct InFlight<'a>(&'a IntGauge);
+pub(super) struct InFlight<'a>(&'a IntGauge);
 
 impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
+    pub(super) fn enter(metrics: &'a Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(&metrics.in_flight)
     }
 }
 
@@ -153,27 +156,4 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = request.method().as_str().to_owned();
-    let metrics = &state.metrics;
-    let in_flight = InFlight::enter(&metrics.in_flight);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    drop(in_flight);
-    metrics
-        .request_seconds
-        .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
-        .inc();
-    response
 }

@@ -1,14 +1,118 @@
-//! Request guards: the bearer token, and load shedding with a deadline.
+//! The guard in front of predictions and admin routes: the bearer token, then (for predictions) load
+//! shedding with a deadline.
+//!
+//! A hand-written tower layer, not two `from_fn` middlewares: those box a future and clone the route's
+//! service on every request, a cost the 2-row `/predict` (a few microseconds of work) felt.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 
 use super::{ApiError, AppState};
 
 /// Longest a shed request's body is read for before the 503 goes out.
-const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const DISCARD_TIME: Duration = Duration::from_secs(1);
+
+/// Guards routes: with `--api-key` set they need `Authorization: Bearer <key>`; with `shed`, each
+/// request also takes one of `--max-concurrency` permits or is refused at once with 503 and
+/// `Retry-After` (rather than queued), and is abandoned with 503 past `--request-timeout-ms`.
+#[derive(Clone)]
+pub struct GuardLayer {
+    state: AppState,
+    shed: bool,
+}
+
+impl GuardLayer {
+    /// Token, permit and deadline: the prediction routes.
+    pub fn predictions(state: AppState) -> Self {
+        Self { state, shed: true }
+    }
+
+    /// Token only: the admin routes.
+    pub fn admin(state: AppState) -> Self {
+        Self { state, shed: false }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Answer {
+        let state = &self.layer.state;
+        if let Some(key) = state.config.api_key.as_deref() {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !given.is_some_and(|token| same_secret(token.as_bytes(), key.as_bytes())) {
+                return answer(ApiError::Unauthorized);
+            }
+        }
+        if !self.layer.shed {
+            let future = self.inner.call(request);
+            return Box::pin(future);
+        }
+        let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+            // A connection closed with unread bytes is reset, and the client could lose the 503 and
+            // the connection with it: read the body away first, as far as the limits allow.
+            let limit = state.config.max_body_bytes;
+            return Box::pin(async move {
+                let _ = tokio::time::timeout(DISCARD_TIME, discard(request.into_body(), limit)).await;
+                Ok(ApiError::Overloaded.into_response())
+            });
+        };
+        let deadline = state.config.request_timeout;
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let answer = match tokio::time::timeout(deadline, future).await {
+                Ok(Ok(response)) => response,
+                Err(_) => ApiError::Timeout(deadline.as_millis()).into_response(),
+            };
+            drop(permit);
+            Ok(answer)
+        })
+    }
+}
+
+fn answer(error: ApiError) -> Answer {
+    Box::pin(std::future::ready(Ok(error.into_response())))
+}
 
 /// Reads and drops a body, up to `limit` bytes (beyond that, the connection is not worth keeping).
 async fn discard(mut body: axum::body::Body, limit: usize) {
@@ -22,42 +126,9 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
     }
 }
 
-/// With `--api-key` set, the guarded routes need `Authorization: Bearer <key>`.
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = state.config.api_key.as_deref() else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if same_secret(token.as_bytes(), key.as_bytes()) => next.run(request).await,
-        _ => ApiError::Unauthorized.into_response(),
-    }
-}
-
 /// Compares in time that does not depend on where the first difference is.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// One permit per prediction: over the limit the request is refused at once with 503 and
-/// `Retry-After` rather than queued, and a prediction past the deadline is abandoned with 503.
-pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        // A connection closed with unread bytes is reset, and the client could lose the 503 and the
-        // connection with it: read the body away first, as far as the limits allow.
-        let limit = state.config.max_body_bytes;
-        let _ = tokio::time::timeout(DISCARD_TIME, discard(request.into_body(), limit)).await;
-        return ApiError::Overloaded.into_response();
-    };
-    let deadline = state.config.request_timeout;
-    match tokio::time::timeout(deadline, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout(deadline.as_millis()).into_response(),
-    }
 }
 
 #[cfg(test)]
@@ -67,35 +138,5 @@ mod tests {
         assert!(super::same_secret(b"s3cret", b"s3cret"));
         assert!(!super::same_secret(b"s3cret", b"s3creT"));
         assert!(!super::same_secret(b"s3cre", b"s3cret"));
-    }
-}
-
-/// Request ids that are unique without a system call per request: a random prefix drawn once per
-/// process, then a counter (`MakeRequestUuid` asks the OS for randomness on every request).
-#[derive(Clone)]
-pub struct RequestIds {
-    prefix: u64,
-    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl RequestIds {
-    pub fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // RandomState is seeded from the OS once; its first hash is a random number.
-        let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Self {
-            prefix,
-            counter: Default::default(),
-        }
-    }
-}
-
-impl tower_http::request_id::MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{:016x}{n:016x}", self.prefix);
-        axum::http::HeaderValue::from_str(&id)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod handlers;
 pub mod metrics;
 mod middleware;
+mod observe;
 pub mod openapi;
 mod v2;
 
@@ -19,16 +20,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::from_fn_with_state;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody, V2Error};
@@ -161,10 +158,10 @@ pub fn router(state: AppState) -> Router {
     let predictions = Router::new()
         .route("/predict", post(handlers::predict))
         .route("/v2/models/{name}/infer", post(v2::infer))
-        .route_layer(from_fn_with_state(state.clone(), middleware::shed));
-    let guarded = predictions
+        .route_layer(middleware::GuardLayer::predictions(state.clone()));
+    let admin = Router::new()
         .route("/admin/reload", post(handlers::reload))
-        .route_layer(from_fn_with_state(state.clone(), middleware::authorize));
+        .route_layer(middleware::GuardLayer::admin(state.clone()));
     let open = Router::new()
         .route("/", get(|| async { Redirect::temporary("/docs") }))
         .route("/healthz", get(handlers::healthz))
@@ -190,30 +187,12 @@ pub fn router(state: AppState) -> Router {
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
     });
-    let traced = TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-        let id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
-    });
-    // While draining, every answer says `Connection: close`, so no connection is left idle (where a
-    // request sent at the moment of closing would be lost) when the server stops.
-    let draining = state.clone();
-    let close_when_draining =
-        SetResponseHeaderLayer::overriding(header::CONNECTION, move |_: &axum::response::Response| {
-            (!draining.is_ready()).then(|| HeaderValue::from_static("close"))
-        });
     Router::new()
-        .merge(guarded)
+        .merge(predictions)
+        .merge(admin)
         .merge(open)
         .merge(SwaggerUi::new("/docs").url("/docs.json", spec))
-        .layer(from_fn_with_state(state.clone(), metrics::track))
-        .layer(close_when_draining)
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(traced)
-        .layer(SetRequestIdLayer::x_request_id(middleware::RequestIds::new()))
+        .layer(observe::ObserveLayer::new(state.clone()))
         .layer(tower::util::option_layer(cors))
         .with_state(state)
 }

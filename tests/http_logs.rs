@@ -1,0 +1,71 @@
+//! The log of each answer, in-process. Its own test binary: tracing caches per call site whether a
+//! subscriber is interested, and tests running beside it on other threads without one would race
+//! that cache.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::http::{config, get, send, state_with, stuck};
+use xgserve::http::HttpConfig;
+
+/// Each answer is logged as `answered` in a `request` span carrying the request id: at DEBUG, at WARN
+/// for a 5xx.
+#[tokio::test]
+async fn answers_are_logged_in_a_span_with_the_request_id() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("xgserve=debug")
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread test runtime: the subscriber sees every request this test sends.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let state = state_with(HttpConfig {
+        request_timeout: Duration::from_millis(100),
+        ..config()
+    });
+    let with_id = |mut request: Request<Body>, id: &'static str| {
+        request.headers_mut().insert("x-request-id", id.parse().unwrap());
+        request
+    };
+    assert_eq!(
+        send(&state, with_id(get("/livez"), "log-me")).await.status,
+        StatusCode::OK
+    );
+    let slow = send(&state, with_id(stuck("/predict"), "too-slow")).await;
+    assert_eq!(slow.status, StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let answered: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|entry: &serde_json::Value| entry["fields"]["message"] == "answered")
+        .collect();
+    assert_eq!(answered.len(), 2, "{text}");
+    let (ok, failed) = (&answered[0], &answered[1]);
+    assert_eq!(ok["level"], "DEBUG", "{ok}");
+    assert_eq!(ok["fields"]["status"], 200, "{ok}");
+    assert_eq!(ok["span"]["name"], "request", "{ok}");
+    assert_eq!(ok["span"]["request_id"], "log-me", "{ok}");
+    assert_eq!(ok["span"]["method"], "GET", "{ok}");
+    assert_eq!(ok["span"]["uri"], "/livez", "{ok}");
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert_eq!(failed["fields"]["status"], 503, "{failed}");
+    assert_eq!(failed["span"]["request_id"], "too-slow", "{failed}");
+    assert!(failed["fields"]["latency_us"].as_u64().unwrap() >= 100_000, "{failed}");
+}
