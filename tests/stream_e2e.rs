@@ -52,12 +52,14 @@ fn poison() -> Vec<(&'static str, String)> {
 }
 
 /// Reads a topic from the start until `done` says enough, then whatever else arrives within 2 s.
+/// Each read is a new consumer group, `read` names it.
 fn consume_all(
     brokers: &str,
     topic: &str,
+    read: &str,
     done: impl Fn(&[rdkafka::message::OwnedMessage]) -> bool,
 ) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer = common::services::reader(brokers, &format!("e2e-reader-{topic}"), topic);
+    let consumer = common::services::reader(brokers, &format!("e2e-reader-{topic}-{read}"), topic);
     let mut messages = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !done(&messages) && std::time::Instant::now() < deadline {
@@ -175,7 +177,7 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
 
     // Every poison message in the dead-letter topic, with the error and where it came from.
     // At least once: a message consumed again is dead-lettered again, so count distinct ones.
-    let dead = consume_all(&broker.brokers(), "car_data_predicted.dlq", |m| {
+    let dead = consume_all(&broker.brokers(), "car_data_predicted.dlq", "first", |m| {
         m.iter()
             .map(|m| m.payload().map(<[u8]>::to_vec))
             .collect::<BTreeSet<_>>()
@@ -217,9 +219,38 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
         let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         value["payload"]["id"].as_i64().unwrap()
     };
-    let produced = consume_all(&broker.brokers(), "car_data_predicted", |m| {
+    let mut produced = consume_all(&broker.brokers(), "car_data_predicted", "first", |m| {
         m.iter().map(id_of).collect::<BTreeSet<_>>().len() >= ROWS
     });
+    // tansu 0.6 once answered this reader's fetches without some records that were in the topic:
+    // Postgres held every row, so the bridge had priced and sent them all. A second reader from the
+    // start tells a broker's skipped fetch apart from a record never sent: a row fails the test only
+    // if neither read finds it.
+    let first: BTreeSet<i64> = produced.iter().map(id_of).collect();
+    if first.len() < ROWS {
+        let missing: Vec<i64> = (1..=ROWS as i64).filter(|id| !first.contains(id)).collect();
+        eprintln!("the first read of car_data_predicted missed ids {missing:?}; reading it again");
+        let again = consume_all(&broker.brokers(), "car_data_predicted", "second", |m| {
+            first.len()
+                + m.iter()
+                    .map(id_of)
+                    .filter(|id| !first.contains(id))
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                >= ROWS
+        });
+        for m in &again {
+            if missing.contains(&id_of(m)) {
+                eprintln!(
+                    "the second read found id {} at partition {} offset {}",
+                    id_of(m),
+                    m.partition(),
+                    m.offset()
+                );
+            }
+        }
+        produced.extend(again);
+    }
     let mut ids = BTreeSet::new();
     for m in &produced {
         let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
