@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 port=${XGSERVE_LOAD_PORT:-3977}
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# The server drains for a moment after SIGTERM; wait, so the next run finds the port free.
+trap 'kill "$server" 2>/dev/null && wait "$server"; rm -rf "$work"' EXIT
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet
@@ -31,7 +32,10 @@ PY
 start=$(date +%s%N)
 RUST_LOG=warn target/release/xgserve serve --host 127.0.0.1 --port "$port" --max-concurrency 4096 &
 server=$!
-until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.001; done
+until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
+  kill -0 "$server" 2>/dev/null || { echo "the server did not start" >&2; exit 1; }
+  sleep 0.001
+done
 ready_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 

@@ -102,13 +102,14 @@ where
             let status = response.status();
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
             state.metrics.record_request(route, method.as_str(), status, elapsed);
+            // At DEBUG even for a 503: under overload, one line per shed request would flood the log;
+            // the metrics count every status.
             span.in_scope(|| {
-                let latency_us = elapsed.as_micros() as u64;
-                if status.is_server_error() {
-                    tracing::warn!(status = status.as_u16(), latency_us, "answered");
-                } else {
-                    tracing::debug!(status = status.as_u16(), latency_us, "answered");
-                }
+                tracing::debug!(
+                    status = status.as_u16(),
+                    latency_us = elapsed.as_micros() as u64,
+                    "answered"
+                )
             });
             let headers = response.headers_mut();
             headers.insert(REQUEST_ID, id);
