@@ -1,15 +1,19 @@
 //! The bridge's throughput and latency, with real parts on loopback (tansu, PostgreSQL, Debezium):
 //!
+//! 0. **The broker alone**: a plain producer writes the events; a plain consumer reads them; a
+//!    pass-through pipe (consumer and producer with the bridge's settings, records forwarded as they
+//!    are: no decoding, no pricing) copies them to another topic. The pipe is the broker's ceiling
+//!    for any Kafka → Kafka job on this machine.
 //! 1. **Batched, in process**: `xgserve stream` drains a backlog of Debezium events, Kafka → price →
-//!    Kafka; events/s from the produced records' timestamps, plus the CPU the bridge and the broker
-//!    used meanwhile (which of the two is the bottleneck).
+//!    Kafka; events/s from the produced records' timestamps, as a share of the pipe's, plus the CPU
+//!    the bridge and the broker used meanwhile.
 //! 2. **The seed's design**: the same events, one at a time, each POSTed to `/predict` over HTTP and
 //!    flushed (acknowledged) before the next (`--predict-url ... --max-batch 1`).
 //! 3. **Insert to sink**: rows inserted into Postgres at a steady rate, through Debezium, the bridge
 //!    and its Postgres sink; latency from each insert's commit to its upsert, p50/p99.
 //!
 //! Run: `cargo bench --bench stream --features stream` (needs what `tests/run` installs).
-//! `XGSERVE_BENCH_EVENTS` (default 20000) and `XGSERVE_BENCH_LOOP_EVENTS` (default 1000) set the sizes.
+//! `XGSERVE_BENCH_EVENTS` (default 100000: the bridge drains 20,000 in about 0.2 s, too short to time well) and `XGSERVE_BENCH_LOOP_EVENTS` (default 1000) set the sizes.
 
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -106,6 +110,52 @@ fn read(brokers: &str, group: &str, topic: &str, n: usize, within: Duration) -> 
     }
 }
 
+/// Forwards `n` records of `from` to `to` as they are, with the bridge's consumer and producer
+/// settings; offsets are not committed.
+fn pipe(brokers: &str, from: &str, to: &str, n: usize, within: Duration) {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+    let consumer = services::reader_with(brokers, "bench-pipe", from, &consumer_options());
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    producer
+        .client()
+        .fetch_metadata(Some(to), Duration::from_secs(10))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut forwarded = 0;
+    while forwarded < n {
+        assert!(
+            Instant::now() < deadline,
+            "the pipe forwarded only {forwarded} of {n} records"
+        );
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let mut record = BaseRecord::to(to)
+            .key(message.key().unwrap_or_default())
+            .payload(message.payload().unwrap_or_default());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((error, _)) => panic!("the pipe cannot produce: {error}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        forwarded += 1;
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
 /// CPU seconds a process has used (user + system), from /proc.
 fn cpu_seconds(process: &Process) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())).unwrap_or_default();
@@ -127,7 +177,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` and `cargo bench -- --list` probe bench binaries
     }
-    let events_n = env_usize("XGSERVE_BENCH_EVENTS", 20_000);
+    let events_n = env_usize("XGSERVE_BENCH_EVENTS", 100_000);
     let loop_n = env_usize("XGSERVE_BENCH_LOOP_EVENTS", 1_000).min(events_n);
     let logs = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/stream-bench");
     std::fs::create_dir_all(&logs).unwrap();
@@ -135,7 +185,13 @@ fn main() {
 
     let mut broker = Broker::start(&logs);
     let brokers = broker.brokers();
-    for (topic, partitions) in [(SOURCE_TOPIC, 2), ("priced_batched", 2), ("priced_loop", 2), ("dlq", 1)] {
+    for (topic, partitions) in [
+        (SOURCE_TOPIC, 2),
+        ("piped", 2),
+        ("priced_batched", 2),
+        ("priced_loop", 2),
+        ("dlq", 1),
+    ] {
         broker.create_topic(topic, partitions);
     }
     println!("producing {events_n} Debezium events to {SOURCE_TOPIC} ...");
@@ -190,6 +246,18 @@ fn main() {
     );
     let consumed = (events_n - 1) as f64 / reading.first_arrival.elapsed().as_secs_f64();
     println!("broker alone: a plain consumer reads the backlog at {consumed:.0} events/s (from its first record)");
+    // The broker's ceiling for a Kafka → Kafka job: the same backlog forwarded unchanged.
+    let piping = std::thread::spawn({
+        let brokers = brokers.clone();
+        move || pipe(&brokers, SOURCE_TOPIC, "piped", events_n, Duration::from_secs(600))
+    });
+    let Reading { first, last, .. } = read(&brokers, "bench-reader", "piped", events_n, Duration::from_secs(600));
+    piping.join().unwrap();
+    let piped = (events_n - 1) as f64 / ((last - first).max(1) as f64 / 1000.0);
+    println!(
+        "broker alone: a pass-through pipe (the bridge's consumer and producer settings, records forwarded \
+         unchanged) copies the backlog at {piped:.0} events/s"
+    );
 
     // 1. Batched, in process.
     let tansu_before = cpu_seconds(&broker.process);
@@ -221,9 +289,10 @@ fn main() {
     let span = (last - first).max(1) as f64 / 1000.0;
     let batched = (events_n - 1) as f64 / span;
     println!(
-        "batched, in process: {events_n} events in {span:.2} s = {batched:.0} events/s \
-         (start to last record {:.1} s, including the group join); CPU meanwhile: bridge {bridge_cpu:.2} s, \
+        "batched, in process: {events_n} events in {span:.2} s = {batched:.0} events/s, {:.0}% of the pass-through \
+         pipe (start to last record {:.1} s, including the group join); CPU meanwhile: bridge {bridge_cpu:.2} s, \
          broker {tansu_cpu:.2} s",
+        100.0 * batched / piped,
         wall.as_secs_f64()
     );
 
