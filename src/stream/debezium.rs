@@ -154,7 +154,15 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
 pub struct Schemas {
     field: String,
     format: PriceFormat,
-    rewritten: Mutex<HashMap<String, Rewritten>>,
+    rewritten: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    by_text: HashMap<String, Rewritten>,
+    /// The schema seen last: most streams carry one table, so one schema, and comparing with it is
+    /// cheaper than hashing its kilobyte of text for every message.
+    last: Option<(Arc<str>, Rewritten)>,
 }
 
 /// The Connect type of each row field, in the schema's order.
@@ -175,14 +183,20 @@ impl Schemas {
         Self {
             field: field.to_owned(),
             format,
-            rewritten: Mutex::new(HashMap::new()),
+            rewritten: Mutex::new(Cache::default()),
         }
     }
 
     fn rewrite(&self, schema: &RawValue, form: Form) -> Rewritten {
         let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(done) = cache.get(schema.get()) {
-            return done.clone();
+        if let Some((text, done)) = &cache.last {
+            if **text == *schema.get() {
+                return done.clone();
+            }
+        }
+        if let Some(done) = cache.by_text.get(schema.get()).cloned() {
+            cache.last = Some((schema.get().into(), done.clone()));
+            return done;
         }
         let mut value: Value = serde_json::from_str(schema.get()).expect("a RawValue is valid JSON");
         match form {
@@ -200,10 +214,11 @@ impl Schemas {
             text: serde_json::to_string(&value).expect("JSON serializes").into(),
             row_types: row_types(&value, form),
         };
-        if cache.len() >= Self::CAPACITY {
-            cache.clear();
+        if cache.by_text.len() >= Self::CAPACITY {
+            cache.by_text.clear();
         }
-        cache.insert(schema.get().to_owned(), done.clone());
+        cache.by_text.insert(schema.get().to_owned(), done.clone());
+        cache.last = Some((schema.get().into(), done.clone()));
         done
     }
 }
@@ -429,7 +444,20 @@ mod tests {
             ),
             (json!(1.5), json!(2.5))
         );
-        assert_eq!(schemas.rewritten.lock().unwrap().len(), 1);
+        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 1);
+    }
+
+    #[test]
+    fn messages_of_two_tables_in_turn_keep_their_own_schemas() {
+        let schemas = Schemas::new("suggested_price", PriceFormat::Integer);
+        for name in ["v", "w", "v", "v", "w"] {
+            let mut record = upsert(&json!({"schema": row_schema(name), "payload": row()}));
+            record.set_price("suggested_price", json!(1));
+            let written: Value = serde_json::from_slice(&record.to_bytes(&schemas)).unwrap();
+            assert_eq!(written["schema"]["name"], name);
+            assert_eq!(written["schema"]["fields"][10]["type"], "int32");
+        }
+        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 2);
     }
 
     #[test]
