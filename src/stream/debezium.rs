@@ -154,15 +154,7 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
 pub struct Schemas {
     field: String,
     format: PriceFormat,
-    rewritten: Mutex<Cache>,
-}
-
-#[derive(Debug, Default)]
-struct Cache {
-    by_text: HashMap<String, Rewritten>,
-    /// The schema seen last: most streams carry one table, so one schema, and comparing with it is
-    /// cheaper than hashing its kilobyte of text for every message.
-    last: Option<(Arc<str>, Rewritten)>,
+    rewritten: Mutex<HashMap<String, Rewritten>>,
 }
 
 /// The Connect type of each row field, in the schema's order.
@@ -183,20 +175,14 @@ impl Schemas {
         Self {
             field: field.to_owned(),
             format,
-            rewritten: Mutex::new(Cache::default()),
+            rewritten: Mutex::new(HashMap::new()),
         }
     }
 
     fn rewrite(&self, schema: &RawValue, form: Form) -> Rewritten {
         let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((text, done)) = &cache.last {
-            if **text == *schema.get() {
-                return done.clone();
-            }
-        }
-        if let Some(done) = cache.by_text.get(schema.get()).cloned() {
-            cache.last = Some((schema.get().into(), done.clone()));
-            return done;
+        if let Some(done) = cache.get(schema.get()) {
+            return done.clone();
         }
         let mut value: Value = serde_json::from_str(schema.get()).expect("a RawValue is valid JSON");
         match form {
@@ -214,11 +200,10 @@ impl Schemas {
             text: serde_json::to_string(&value).expect("JSON serializes").into(),
             row_types: row_types(&value, form),
         };
-        if cache.by_text.len() >= Self::CAPACITY {
-            cache.by_text.clear();
+        if cache.len() >= Self::CAPACITY {
+            cache.clear();
         }
-        cache.by_text.insert(schema.get().to_owned(), done.clone());
-        cache.last = Some((schema.get().into(), done.clone()));
+        cache.insert(schema.get().to_owned(), done.clone());
         done
     }
 }
@@ -444,7 +429,7 @@ mod tests {
             ),
             (json!(1.5), json!(2.5))
         );
-        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 1);
+        assert_eq!(schemas.rewritten.lock().unwrap().len(), 1);
     }
 
     #[test]
@@ -457,7 +442,7 @@ mod tests {
             assert_eq!(written["schema"]["name"], name);
             assert_eq!(written["schema"]["fields"][10]["type"], "int32");
         }
-        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 2);
+        assert_eq!(schemas.rewritten.lock().unwrap().len(), 2);
     }
 
     #[test]
