@@ -388,9 +388,25 @@ async fn reload_swaps_a_good_bundle_and_refuses_a_bad_one_while_the_old_serves()
             .unwrap()
     };
 
+    // A new version of the bundle: the documents follow the model that serves, also from a router
+    // built before the reload (as a running server's is).
+    let app = xgserve::http::router(state.clone());
+    let manifest = dir.path().join("bundle.json");
+    let mut bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    bundle["version"] = "reloaded-version".into();
+    std::fs::write(&manifest, serde_json::to_vec(&bundle).unwrap()).unwrap();
     let good = send(&state, reload()).await;
     assert_eq!(good.status, StatusCode::OK, "{}", good.body);
     assert_eq!(good.json()["name"], "ford_used_car_price");
+    assert_eq!(good.json()["version"], "reloaded-version");
+    for path in ["/docs.json", "/openapi.json"] {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let response = app.clone().oneshot(get(path)).await.unwrap();
+        let document = response.into_body().collect().await.unwrap().to_bytes();
+        let document = String::from_utf8_lossy(&document);
+        assert!(document.contains("version reloaded-version"), "{path} is stale");
+    }
 
     std::fs::write(dir.path().join("model.json"), b"{\"broken\": true}").unwrap();
     let bad = send(&state, reload()).await;

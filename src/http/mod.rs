@@ -153,7 +153,6 @@ impl AppState {
 
 /// Every route, with its middleware.
 pub fn router(state: AppState) -> Router {
-    let spec = openapi::spec(&state.model());
     // Predictions: authorized first, then one permit each and a deadline.
     let predictions = Router::new()
         .route("/predict", post(handlers::predict))
@@ -170,6 +169,9 @@ pub fn router(state: AppState) -> Router {
         .route("/info", get(handlers::info))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
+        // Bento's path for the same document; both are written from the model serving now, so a
+        // reload that changes the model's inputs changes them too.
+        .route("/docs.json", get(handlers::openapi))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -191,7 +193,7 @@ pub fn router(state: AppState) -> Router {
         .merge(predictions)
         .merge(admin)
         .merge(open)
-        .merge(SwaggerUi::new("/docs").url("/docs.json", spec))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/docs.json")))
         .layer(observe::ObserveLayer::new(state.clone()))
         .layer(tower::util::option_layer(cors))
         .with_state(state)
