@@ -56,6 +56,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }));
     shutdown_signal().await;
     state.ready.store(false, std::sync::atomic::Ordering::Release);
+    // Logged once it is true: a probe that follows this line gets 503.
+    tracing::info!("shutting down: not ready, closing connections after their answers");
     tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
     tracing::info!("closing the listener, finishing requests in flight");
     let _ = stop.send(());
@@ -97,7 +99,6 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: not ready, closing connections after their answers");
 }
 
 pub(crate) fn init_logging(format: &str) {
