@@ -227,6 +227,15 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
     // start tells a broker's skipped fetch apart from a record never sent: a row fails the test only
     // if neither read finds it.
     let first: BTreeSet<i64> = produced.iter().map(id_of).collect();
+    // Kept beside the services' logs: a passing test's output is not shown, and how often the second
+    // read is needed is worth knowing.
+    let reads = logs.join("sink-reads.txt");
+    let note = format!(
+        "first read: {} of {ROWS} rows in {} records\n",
+        first.len(),
+        produced.len()
+    );
+    std::fs::write(&reads, note).unwrap();
     if first.len() < ROWS {
         let missing: Vec<i64> = (1..=ROWS as i64).filter(|id| !first.contains(id)).collect();
         eprintln!("the first read of car_data_predicted missed ids {missing:?}; reading it again");
@@ -239,16 +248,19 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
                     .len()
                 >= ROWS
         });
+        let mut found = String::new();
         for m in &again {
             if missing.contains(&id_of(m)) {
-                eprintln!(
-                    "the second read found id {} at partition {} offset {}",
-                    id_of(m),
-                    m.partition(),
-                    m.offset()
-                );
+                let (id, partition, offset) = (id_of(m), m.partition(), m.offset());
+                found.push_str(&format!(
+                    "the second read found id {id} at partition {partition} offset {offset}\n"
+                ));
             }
         }
+        eprint!("{found}");
+        let mut text = std::fs::read_to_string(&reads).unwrap();
+        text.push_str(&format!("missing from it: {missing:?}\n{found}"));
+        std::fs::write(&reads, text).unwrap();
         produced.extend(again);
     }
     let mut ids = BTreeSet::new();
