@@ -119,14 +119,14 @@ fn bench_request(c: &mut Criterion) {
 /// server adds around `/predict`'s work, and the trivial route `/livez` for scale.
 fn bench_router(c: &mut Criterion) {
     use tower::ServiceExt;
-    let state = xgserve::http::AppState::new(model(), xgserve::http::HttpConfig::default());
+    let model = model();
+    let example = std::fs::read(model.dir.join("example.json")).unwrap();
+    let state = xgserve::http::AppState::new(model, xgserve::http::HttpConfig::default());
     let router = xgserve::http::router(state);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let example =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ford_used_car_price/example.json")).unwrap();
     let mut group = c.benchmark_group("router");
     group.bench_function("GET /livez", |b| {
         b.iter(|| {

@@ -110,19 +110,26 @@ fn read(brokers: &str, group: &str, topic: &str, n: usize, within: Duration) -> 
     }
 }
 
+/// The bridge's producer settings (src/stream/kafka.rs), for the benchmark's own producers.
+/// (tansu 0.6 stalled with librdkafka's 1 MB batches and unbounded requests in flight; an idempotent
+/// producer keeps at most 5 in flight.)
+fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1");
+    config
+}
+
 /// Forwards `n` records of `from` to `to` as they are, with the bridge's consumer and producer
 /// settings; offsets are not committed.
 fn pipe(brokers: &str, from: &str, to: &str, n: usize, within: Duration) {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseProducer, BaseRecord};
     let consumer = services::reader_with(brokers, "bench-pipe", from, &consumer_options());
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .create()
-        .unwrap();
+    let producer: BaseProducer = producer_config(brokers).create().unwrap();
     producer
         .client()
         .fetch_metadata(Some(to), Duration::from_secs(10))
@@ -196,15 +203,7 @@ fn main() {
     }
     println!("producing {events_n} Debezium events to {SOURCE_TOPIC} ...");
     // The bridge's own producer settings, so the write rate is the broker's ceiling for its output.
-    // (tansu 0.6 stalled with librdkafka's 1 MB batches and unbounded requests in flight; an
-    // idempotent producer keeps at most 5 in flight.)
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .create()
-        .unwrap();
+    let producer: FutureProducer = producer_config(&brokers).create().unwrap();
     let events = events(events_n);
     // As the bridge does, learn where the topic lives before timing the writes.
     producer

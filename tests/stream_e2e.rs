@@ -230,12 +230,11 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
     // Kept beside the services' logs: a passing test's output is not shown, and how often the second
     // read is needed is worth knowing.
     let reads = logs.join("sink-reads.txt");
-    let note = format!(
+    let mut note = format!(
         "first read: {} of {ROWS} rows in {} records\n",
         first.len(),
         produced.len()
     );
-    std::fs::write(&reads, note).unwrap();
     if first.len() < ROWS {
         let missing: Vec<i64> = (1..=ROWS as i64).filter(|id| !first.contains(id)).collect();
         eprintln!("the first read of car_data_predicted missed ids {missing:?}; reading it again");
@@ -258,11 +257,10 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
             }
         }
         eprint!("{found}");
-        let mut text = std::fs::read_to_string(&reads).unwrap();
-        text.push_str(&format!("missing from it: {missing:?}\n{found}"));
-        std::fs::write(&reads, text).unwrap();
+        note.push_str(&format!("missing from it: {missing:?}\n{found}"));
         produced.extend(again);
     }
+    std::fs::write(&reads, note).unwrap();
     let mut ids = BTreeSet::new();
     for m in &produced {
         let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();

@@ -1,5 +1,5 @@
-//! Prometheus metrics: every name here, every recording through [`Metrics`], one middleware for the
-//! HTTP counters. Each server has its own registry, so tests running in parallel count on their own.
+//! Prometheus metrics: every name here, every recording through [`Metrics`]; the HTTP counters are
+//! recorded by one layer (`observe.rs`). Each server has its own registry, so tests running in parallel count on their own.
 
 use std::time::Duration;
 

@@ -5,8 +5,6 @@
 //! service on every request, a cost the 2-row `/predict` (a few microseconds of work) felt.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
-use super::{ApiError, AppState};
+use super::{Answer, ApiError, AppState};
 
 /// Longest a shed request's body is read for before the 503 goes out.
 const DISCARD_TIME: Duration = Duration::from_secs(1);
@@ -56,8 +54,6 @@ pub struct Guard<S> {
     inner: S,
     layer: GuardLayer,
 }
-
-type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 impl<S> Service<Request> for Guard<S>
 where

@@ -34,6 +34,10 @@ use crate::bundle::{BundleError, Model};
 use crate::input::Limits;
 use metrics::Metrics;
 
+/// What the hand-written layers (`observe`, `middleware`) return for a request.
+type Answer =
+    std::pin::Pin<Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>>;
+
 /// How the server treats requests; built from the `serve` flags.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {

@@ -7,8 +7,6 @@
 //! boxed future, one id written without formatting machinery, and no allocated label strings.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,9 +19,9 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::metrics::InFlight;
-use super::AppState;
+use super::{Answer, AppState};
 
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps each route (and the fallback) in [`Observe`].
 #[derive(Clone)]
@@ -67,13 +65,13 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Answer {
         let id = match request.headers().get(REQUEST_ID) {
             Some(id) => id.clone(),
             None => {
@@ -125,13 +123,13 @@ where
 
 /// Request ids that are unique without a system call per request: a random prefix drawn once per
 /// process, then a counter, as 32 hex digits.
-pub struct RequestIds {
+struct RequestIds {
     prefix: u64,
     counter: AtomicU64,
 }
 
 impl RequestIds {
-    pub fn new() -> Self {
+    fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
         // RandomState is seeded from the OS once; its first hash is a random number.
         let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish();
@@ -141,18 +139,12 @@ impl RequestIds {
         }
     }
 
-    pub fn next(&self) -> HeaderValue {
+    fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut id = [0u8; 32];
         hex(self.prefix, &mut id[..16]);
         hex(n, &mut id[16..]);
         HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
-    }
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
