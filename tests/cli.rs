@@ -125,41 +125,32 @@ fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
 }
 
 /// The real binary: `serve` on port 0 logs its configuration with the token redacted, logs each
-/// answer in a span carrying the request id, SIGHUP reloads, SIGTERM drains (not ready, still predicting, closing each connection after its answer)
-/// and exits 0.
+/// answer in a span carrying the request id, SIGHUP reloads, SIGTERM drains (not ready, still
+/// predicting, closing each connection after its answer) and exits 0.
 #[test]
 fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    /// Kills the server when the test fails, so no orphan keeps the test's output pipe open.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Command::new(env!("CARGO_BIN_EXE_xgserve"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--log-format",
-            "json",
-            "--api-key",
-            "hunter2-token",
-            "--shutdown-delay-ms",
-            "3000",
-        ])
-        .current_dir(common::repo())
-        .env("RUST_LOG", "info,xgserve::http=debug")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    // Killed when dropped, so a failing test leaves no orphan holding its output pipe open.
+    let mut server = common::process::Process::spawn_piped(
+        "serve",
+        Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-format",
+                "json",
+                "--api-key",
+                "hunter2-token",
+                "--shutdown-delay-ms",
+                "3000",
+            ])
+            .current_dir(common::repo())
+            .env("RUST_LOG", "info,xgserve::http=debug"),
+    );
+    let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
     let mut wait_for = |message: &str| -> serde_json::Value {
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -199,7 +190,7 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
 
     let signal = |name: &str| {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &child.0.id().to_string()])
+            .args([&format!("-{name}"), &server.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -223,6 +214,6 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     assert_eq!(answer, common::http::EXAMPLE_RESPONSE.trim_end());
     wait_for("closing the listener, finishing requests in flight");
     wait_for("stopped");
-    let status = child.0.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }

@@ -31,6 +31,20 @@ impl Process {
         }
     }
 
+    /// As [`Process::spawn`], but the caller reads stdout (`child.stdout`); stderr is the test's.
+    pub fn spawn_piped(name: &str, command: &mut Command) -> Process {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Process {
+            child,
+            name: name.to_owned(),
+            log: PathBuf::new(),
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
