@@ -1,6 +1,7 @@
 //! Preprocess + predict with the shipped bundle for batches of 1, 100 and 10,000 rows, and libxgboost
-//! on the same rows in the same run (with `--features libxgboost`), one thread each; and the whole
-//! request path of `/predict` (decode, predict, encode).
+//! on the same rows in the same run (with `--features libxgboost`), one thread each; the whole
+//! request path of `/predict` (decode, predict, encode), alone and through the router; and the
+//! stream bridge's work on a batch of Debezium events, without Kafka.
 //!
 //!     cargo bench --bench engine --features libxgboost
 
@@ -151,10 +152,66 @@ fn bench_router(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the stream bridge does with a batch of 1,000 Debezium events (flattened, JSON with schemas,
+/// as the seed's connector writes them), without Kafka: decode, price in one engine call, write the
+/// priced records. The Kafka side is measured by `benches/stream.rs`.
+fn bench_bridge(c: &mut Criterion) {
+    use std::sync::Arc;
+    use xgserve::stream::debezium::{PriceFormat, Schemas};
+    use xgserve::stream::{Bridge, ColumnMap, Message, Pricer};
+    let model = model();
+    let parity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.dir.join("parity.json")).unwrap()).unwrap();
+    let inputs = &parity["inputs"];
+    let scored: Vec<usize> = (0..parity["predictions"].as_array().unwrap().len())
+        .filter(|&i| !parity["predictions"][i].is_null())
+        .collect();
+    let field = |t: &str, f: &str| serde_json::json!({"type": t, "optional": f != "id", "field": f});
+    let schema = serde_json::json!({"type": "struct", "optional": false,
+        "name": "car_database.public.tbl_car_price.Value",
+        "fields": [field("int32", "id"), field("string", "model"), field("int32", "year"), field("int32", "price"),
+                   field("string", "transmission"), field("int32", "mileage"), field("string", "fuel_type"),
+                   field("int32", "tax"), field("double", "mpg"), field("double", "engine_size"),
+                   field("int32", "suggested_price")]});
+    let batch: Vec<Message> = (0..1000)
+        .map(|id| {
+            let r = scored[id % scored.len()];
+            let payload = serde_json::json!({"id": id, "model": inputs["model"][r], "year": inputs["year"][r],
+                "price": null, "transmission": inputs["transmission"][r], "mileage": inputs["mileage"][r],
+                "fuel_type": inputs["fuelType"][r], "tax": inputs["tax"][r], "mpg": inputs["mpg"][r],
+                "engine_size": inputs["engineSize"][r], "suggested_price": null});
+            Message {
+                key: Some(format!("{{\"id\":{id}}}").into_bytes()),
+                // As Kafka Connect's JSON converter writes it: the schema first.
+                value: Some(format!(r#"{{"schema":{schema},"payload":{payload}}}"#).into_bytes()),
+                topic: "car_database.public.tbl_car_price".into(),
+                partition: 0,
+                offset: id as i64,
+            }
+        })
+        .collect();
+    let bridge = Bridge {
+        pricer: Pricer::Local(Arc::new(model)),
+        columns: ColumnMap::DEFAULT.parse().unwrap(),
+        price_field: "suggested_price".into(),
+        price_format: PriceFormat::Integer,
+        metrics: Arc::new(xgserve::stream::metrics::Metrics::new()),
+        schemas: Arc::new(Schemas::new("suggested_price", PriceFormat::Integer)),
+        keep_rows: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut group = c.benchmark_group("bridge");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("decode+price+write 1000 events", |b| {
+        b.iter(|| runtime.block_on(bridge.handle(black_box(&batch))))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_request, bench_router
+    targets = bench, bench_request, bench_router, bench_bridge
 }
 
 /// libxgboost predicts with OpenMP, which reads `OMP_NUM_THREADS` when the library loads, before any

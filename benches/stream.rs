@@ -58,11 +58,9 @@ fn events(n: usize) -> Vec<(String, String)> {
             let payload = json!({"id": id, "model": &r[0], "year": n(1) as i64, "price": n(2) as i64,
                 "transmission": &r[3], "mileage": n(4) as i64, "fuel_type": &r[5], "tax": n(6) as i64,
                 "mpg": n(7), "engine_size": n(8), "suggested_price": null});
-            let key = json!({"schema": key_schema, "payload": {"id": id}});
-            (
-                key.to_string(),
-                json!({"schema": schema, "payload": payload}).to_string(),
-            )
+            let key = format!(r#"{{"schema":{key_schema},"payload":{{"id":{id}}}}}"#);
+            // As Kafka Connect's JSON converter writes them: the schema first (`json!` would sort it last).
+            (key, format!(r#"{{"schema":{schema},"payload":{payload}}}"#))
         })
         .collect()
 }

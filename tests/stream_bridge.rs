@@ -112,6 +112,12 @@ async fn a_batch_is_priced_as_the_engine_prices_each_row_with_poison_dead_letter
             .into_bytes(),
     );
     batch[40].value = None;
+    // Valid JSON, but a schema no value can hold: a number beyond f64.
+    let huge = String::from_utf8(batch[45].value.clone().unwrap()).unwrap();
+    batch[45].value = Some(
+        huge.replacen(r#""optional":false"#, r#""optional":false,"version":1e999"#, 1)
+            .into_bytes(),
+    );
 
     let bridge = bridge(Pricer::Local(model()), PriceFormat::Float);
     let outcomes = bridge.handle(&batch).await;
@@ -129,7 +135,11 @@ async fn a_batch_is_priced_as_the_engine_prices_each_row_with_poison_dead_letter
             }
             (30, Outcome::DeadLetter { kind, .. }) => assert_eq!(kind, "op"),
             (40, Outcome::Tombstone) => {}
-            (5 | 10 | 20 | 30 | 40, other) => panic!("message {i}: {other:?}"),
+            (45, Outcome::DeadLetter { kind, error }) => {
+                assert_eq!(kind, "json");
+                assert!(error.contains("schema"), "{error}");
+            }
+            (5 | 10 | 20 | 30 | 40 | 45, other) => panic!("message {i}: {other:?}"),
             (_, outcome) => assert_eq!(price_of(outcome), json!(f64::from(prices[i])), "message {i}"),
         }
     }

@@ -79,6 +79,15 @@ pub(super) enum Cell {
 }
 
 impl Cell {
+    /// The cell of a value still as JSON text (the stream bridge's rows).
+    pub(super) fn of_raw(value: &serde_json::value::RawValue) -> Self {
+        let mut deserializer = serde_json::Deserializer::from_str(value.get());
+        // The text is valid JSON; what still fails is a number beyond f64 (`1e400`).
+        CellVisitor
+            .deserialize(&mut deserializer)
+            .unwrap_or(Cell::Other("a number beyond f64"))
+    }
+
     /// The cell of an already-parsed value (v2 tensor data).
     pub(super) fn of(value: &serde_json::Value) -> Self {
         match value {
@@ -160,7 +169,7 @@ impl<'de> DeserializeSeed<'de> for CellVisitor {
 }
 
 /// A key, borrowed when it has no escapes.
-struct Key<'a>(std::borrow::Cow<'a, str>);
+pub(crate) struct Key<'a>(pub std::borrow::Cow<'a, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -11,6 +11,7 @@ mod v2;
 use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
 
 pub use self::csv::decode_csv;
+pub(crate) use self::json::Key as JsonKey;
 pub use self::json::{decode_columnar, decode_json, decode_records};
 pub use self::v2::{datatype as v2_datatype, decode_v2, NUMBER_DATATYPES as V2_NUMBER_DATATYPES};
 
@@ -107,6 +108,25 @@ pub fn decode_values<'v>(
     limits: Limits,
     columns: impl IntoIterator<Item = (&'v str, Vec<&'v serde_json::Value>)>,
 ) -> Result<Batch, InputError> {
+    decode_cells(inputs, limits, columns, json::Cell::of)
+}
+
+/// The same for values still as JSON text: the stream bridge reads a row's members without
+/// building a value for each.
+pub fn decode_raw<'v>(
+    inputs: &[InputSpec],
+    limits: Limits,
+    columns: impl IntoIterator<Item = (&'v str, Vec<&'v serde_json::value::RawValue>)>,
+) -> Result<Batch, InputError> {
+    decode_cells(inputs, limits, columns, json::Cell::of_raw)
+}
+
+fn decode_cells<'v, T: ?Sized + 'v>(
+    inputs: &[InputSpec],
+    limits: Limits,
+    columns: impl IntoIterator<Item = (&'v str, Vec<&'v T>)>,
+    cell: impl Fn(&T) -> json::Cell,
+) -> Result<Batch, InputError> {
     let mut builder = Builder::new(inputs, limits);
     for (name, values) in columns {
         let Some(i) = builder.index(name) else { continue };
@@ -115,7 +135,7 @@ pub fn decode_values<'v>(
         }
         let mut column = Builder::empty_column(inputs[i].kind);
         for (row, value) in values.into_iter().enumerate() {
-            let cell = json::Cell::of(value);
+            let cell = cell(value);
             match &mut column {
                 Column::Number(v) => v.push(cell.into_number(name, row)?),
                 Column::Text(v) => v.push(cell.into_text(name, row)?),

@@ -4,19 +4,28 @@
 //! `ExtractNewRecordState` or the full change envelope (`before`/`after`/`op`/`ts_ms`). A priced record
 //! is written back in the form it came in, with its schema updated to match the value written, so a
 //! JDBC sink takes it as it is. Knows nothing of Kafka or the model.
+//!
+//! A message is read without building a value tree: the row's members are kept as slices of the
+//! message's text, and the priced record is the message with the price spliced into the row. The
+//! bridge's throughput depends on it (see `benches/engine.rs`, group `bridge`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use serde::de::{MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::input::JsonKey;
+
 /// What a message asks of the bridge.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub enum Change<'a> {
     /// A row to price: a create, an update, a snapshot read, or a flattened record.
-    Upsert(Record),
+    Upsert(Record<'a>),
     /// A deleted row or a tombstone: forwarded as a tombstone with the same key.
     Delete,
 }
@@ -82,70 +91,241 @@ enum Form {
     Envelope,
 }
 
-/// A row to price, kept inside the message it came in so it can be written back in the same form.
+/// A JSON object's members as they appear in the message: each key, and its value's text.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl PartialEq for Members<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |m: &Self| m.0.iter().map(|(k, v)| (k.clone(), v.get())).collect::<Vec<_>>();
+        text(self) == text(other)
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The value of `name`, as JSON text; a key given twice means its last value, as a parser's map
+    /// would have it.
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    }
+
+    /// The member names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(key, _)| key.as_ref())
+    }
+
+    /// The members as parsed values; fails only on a number beyond f64, which JSON allows but no
+    /// column can hold.
+    pub fn to_map(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        self.0
+            .iter()
+            .map(|(key, value)| Ok((key.clone().into_owned(), serde_json::from_str(value.get())?)))
+            .collect()
+    }
+
+    /// Reads an object's members; `None` when the text is not an object.
+    fn read(object: &'a RawValue) -> Option<Self> {
+        if !object.get().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str(object.get()).ok()
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(16);
+                while let Some(JsonKey(key)) = map.next_key()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+/// A row to price, kept as the message it came in so it can be written back in the same form.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    /// The message, as consumed.
+    message: &'a str,
     /// The message's schema, verbatim; `None` for a message without the schema envelope. It is the
-    /// same for every message of a table, so it is kept as text and rewritten once per schema (see
-    /// [`Schemas`]), not parsed and written again per message.
-    schema: Option<Box<RawValue>>,
-    /// The payload: the row itself, or a change envelope holding it in `after`.
-    payload: Map<String, Value>,
+    /// same for every message of a table, so it is rewritten once per schema (see [`Schemas`]).
+    schema: Option<&'a RawValue>,
+    /// Where the payload sits in `message`: the row itself, or a change envelope holding it in
+    /// `after`.
+    payload: Range<usize>,
+    /// The row's members.
+    row: Members<'a>,
+    /// Where the row's object sits in `message`.
+    row_span: Range<usize>,
     form: Form,
 }
 
-impl PartialEq for Record {
+impl PartialEq for Record<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.schema.as_ref().map(|s| s.get()) == other.schema.as_ref().map(|s| s.get())
-            && self.payload == other.payload
-            && self.form == other.form
+        (
+            self.message,
+            self.schema.map(RawValue::get),
+            &self.payload,
+            &self.row,
+            &self.row_span,
+            self.form,
+        ) == (
+            other.message,
+            other.schema.map(RawValue::get),
+            &other.payload,
+            &other.row,
+            &other.row_span,
+            other.form,
+        )
     }
 }
 
 /// `{"schema": ..., "payload": ...}`, exactly those two keys.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WithSchema {
-    schema: Box<RawValue>,
-    payload: Value,
+struct WithSchema<'a> {
+    #[serde(borrow)]
+    schema: &'a RawValue,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// Where `part`, a slice of `whole`, sits in it.
+fn span(whole: &str, part: &str) -> Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    debug_assert!(start + part.len() <= whole.len(), "not a slice of the message");
+    start..start + part.len()
 }
 
 /// Reads one message value; `None` is a tombstone.
-pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
-    let Some(bytes) = value else {
-        return Ok(Change::Delete);
-    };
-    let (schema, payload) = match serde_json::from_slice::<WithSchema>(bytes) {
-        Ok(WithSchema { schema, payload }) => match payload {
-            Value::Null => return Ok(Change::Delete),
-            Value::Object(payload) => (Some(schema), payload),
-            _ => return Err(DecodeError::new("shape", "`payload` is not an object")),
-        },
-        Err(_) => match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(message)) => (None, message),
-            Ok(_) => return Err(DecodeError::new("shape", "not a JSON object")),
-            Err(e) => return Err(DecodeError::new("json", format!("not JSON: {e}"))),
-        },
-    };
-    let form = match payload.get("op") {
-        Some(Value::String(op)) if payload.contains_key("after") || payload.contains_key("before") => {
-            match op.as_str() {
-                "c" | "u" | "r" => match payload.get("after") {
-                    Some(Value::Object(_)) => Form::Envelope,
-                    _ => return Err(DecodeError::new("shape", format!("op {op:?} without an `after` row"))),
+pub fn decode(value: Option<&[u8]>) -> Result<Change<'_>, DecodeError> {
+    Decoder::default().decode(value)
+}
+
+/// Reads a batch's messages, remembering the last schema: a table's messages all carry the same
+/// one, and a message that starts with it skips parsing it again.
+#[derive(Debug, Default)]
+pub struct Decoder<'a> {
+    last_schema: Option<&'a RawValue>,
+}
+
+impl<'a> Decoder<'a> {
+    /// Reads one message value; `None` is a tombstone.
+    pub fn decode(&mut self, value: Option<&'a [u8]>) -> Result<Change<'a>, DecodeError> {
+        let Some(bytes) = value else {
+            return Ok(Change::Delete);
+        };
+        let message = std::str::from_utf8(bytes).map_err(|e| DecodeError::new("json", format!("not JSON: {e}")))?;
+        let (schema, payload) = match self.known_schema(message) {
+            Some(parts) => parts,
+            None => match serde_json::from_str::<WithSchema>(message) {
+                Ok(WithSchema { schema, payload }) => (Some(schema), payload),
+                Err(_) => match serde_json::from_str::<&RawValue>(message) {
+                    Ok(whole) => (None, whole),
+                    Err(e) => return Err(DecodeError::new("json", format!("not JSON: {e}"))),
+                },
+            },
+        };
+        if schema.is_some() {
+            self.last_schema = schema;
+            if payload.get() == "null" {
+                return Ok(Change::Delete);
+            }
+        }
+        let Some(members) = Members::read(payload) else {
+            return Err(match schema {
+                Some(_) => DecodeError::new("shape", "`payload` is not an object"),
+                None => DecodeError::new("shape", "not a JSON object"),
+            });
+        };
+        let text = |name: &str| {
+            let value = members.get(name)?;
+            serde_json::from_str::<JsonKey>(value.get())
+                .ok()
+                .map(|JsonKey(text)| text)
+        };
+        let op = text("op").filter(|_| members.get("after").is_some() || members.get("before").is_some());
+        let (row, row_text, form) = match op.as_deref() {
+            Some(op) => match op {
+                "c" | "u" | "r" => match members
+                    .get("after")
+                    .and_then(|after| Some((Members::read(after)?, after)))
+                {
+                    Some((row, after)) => (row, after, Form::Envelope),
+                    None => return Err(DecodeError::new("shape", format!("op {op:?} without an `after` row"))),
                 },
                 "d" => return Ok(Change::Delete),
                 "t" => return Err(DecodeError::new("op", "a truncate event names no row to price")),
                 other => return Err(DecodeError::new("op", format!("unknown Debezium op {other:?}"))),
+            },
+            None => {
+                // ExtractNewRecordState with `delete.handling.mode=rewrite` marks deletes instead of
+                // dropping them.
+                if text("__deleted").as_deref() == Some("true") {
+                    return Ok(Change::Delete);
+                }
+                (members, payload, Form::Flat)
             }
+        };
+        // A number no f64 holds is valid JSON that no column can take: refused here, as a parser
+        // building values would refuse it.
+        if let Some((key, _)) = row.0.iter().find(|(_, value)| beyond_f64(value.get())) {
+            return Err(DecodeError::new(
+                "json",
+                format!("the number in {key:?} is out of range"),
+            ));
         }
-        _ => Form::Flat,
-    };
-    // ExtractNewRecordState with `delete.handling.mode=rewrite` marks deletes instead of dropping them.
-    if form == Form::Flat && matches!(payload.get("__deleted"), Some(Value::String(s)) if s == "true") {
-        return Ok(Change::Delete);
+        Ok(Change::Upsert(Record {
+            message,
+            schema,
+            payload: span(message, payload.get()),
+            row_span: span(message, row_text.get()),
+            row,
+            form,
+        }))
     }
-    Ok(Change::Upsert(Record { schema, payload, form }))
+
+    /// The schema and payload of a message that starts `{"schema":` with the last schema seen, so
+    /// the schema's text needs no parsing; `None` for any other layout, read the long way.
+    fn known_schema(&self, message: &'a str) -> Option<(Option<&'a RawValue>, &'a RawValue)> {
+        let schema = self.last_schema?;
+        let rest = message
+            .strip_prefix(r#"{"schema":"#)?
+            .strip_prefix(schema.get())?
+            .strip_prefix(r#","payload":"#)?;
+        let mut deserializer = serde_json::Deserializer::from_str(rest);
+        let payload = <&RawValue>::deserialize(&mut deserializer).ok()?;
+        let after = &rest[span(rest, payload.get()).end..];
+        let end = trim_json_space(after).strip_prefix('}')?;
+        trim_json_space(end).is_empty().then_some((Some(schema), payload))
+    }
+}
+
+/// Whether `text` is a number too large for an f64 (`1e400`); only long numbers or those with an
+/// exponent can be, so most are not parsed.
+fn beyond_f64(text: &str) -> bool {
+    text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        && (text.contains(['e', 'E']) || text.len() > 300)
+        && serde_json::from_str::<f64>(text).is_err()
+}
+
+/// JSON's whitespace, and nothing more.
+fn trim_json_space(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\n', '\r'])
 }
 
 /// Schemas rewritten to declare the price field, by the schema's text: a table's messages all carry
@@ -154,7 +334,15 @@ pub fn decode(value: Option<&[u8]>) -> Result<Change, DecodeError> {
 pub struct Schemas {
     field: String,
     format: PriceFormat,
-    rewritten: Mutex<HashMap<String, Rewritten>>,
+    rewritten: Mutex<Cache>,
+}
+
+/// Rewritten schemas by their original text, and the last one asked for, which is found without
+/// hashing its text (the usual case: one table).
+#[derive(Debug, Default)]
+struct Cache {
+    by_text: HashMap<String, Rewritten>,
+    last: Option<(Arc<str>, Rewritten)>,
 }
 
 /// The Connect type of each row field, in the schema's order.
@@ -175,16 +363,37 @@ impl Schemas {
         Self {
             field: field.to_owned(),
             format,
-            rewritten: Mutex::new(HashMap::new()),
+            rewritten: Mutex::new(Cache::default()),
         }
     }
 
-    fn rewrite(&self, schema: &RawValue, form: Form) -> Rewritten {
+    /// The schema rewritten; refused (and not kept) when its text holds a number no f64 holds,
+    /// which JSON allows but a value cannot hold.
+    fn rewrite(&self, schema: &RawValue, form: Form) -> Result<Rewritten, DecodeError> {
         let mut cache = self.rewritten.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(done) = cache.get(schema.get()) {
-            return done.clone();
+        if let Some((text, done)) = &cache.last {
+            if **text == *schema.get() {
+                return Ok(done.clone());
+            }
         }
-        let mut value: Value = serde_json::from_str(schema.get()).expect("a RawValue is valid JSON");
+        let done = match cache.by_text.get(schema.get()) {
+            Some(done) => done.clone(),
+            None => {
+                let done = self.rewritten_afresh(schema, form)?;
+                if cache.by_text.len() >= Self::CAPACITY {
+                    cache.by_text.clear();
+                }
+                cache.by_text.insert(schema.get().to_owned(), done.clone());
+                done
+            }
+        };
+        cache.last = Some((schema.get().into(), done.clone()));
+        Ok(done)
+    }
+
+    fn rewritten_afresh(&self, schema: &RawValue, form: Form) -> Result<Rewritten, DecodeError> {
+        let mut value: Value = serde_json::from_str(schema.get())
+            .map_err(|e| DecodeError::new("json", format!("the schema cannot be read: {e}")))?;
         match form {
             Form::Flat => declare(&mut value, &self.field, self.format),
             Form::Envelope => {
@@ -196,15 +405,10 @@ impl Schemas {
                 }
             }
         }
-        let done = Rewritten {
+        Ok(Rewritten {
             text: serde_json::to_string(&value).expect("JSON serializes").into(),
             row_types: row_types(&value, form),
-        };
-        if cache.len() >= Self::CAPACITY {
-            cache.clear();
-        }
-        cache.insert(schema.get().to_owned(), done.clone());
-        done
+        })
     }
 }
 
@@ -228,52 +432,61 @@ fn row_types(schema: &Value, form: Form) -> Option<RowTypes> {
     Some(types.collect())
 }
 
-impl Record {
-    /// The row's columns, as the database names them.
-    pub fn row(&self) -> &Map<String, Value> {
-        match self.form {
-            Form::Flat => &self.payload,
-            Form::Envelope => self.payload["after"].as_object().expect("decode checked `after`"),
-        }
+impl<'a> Record<'a> {
+    /// The row's members, as the database names them.
+    pub fn row(&self) -> &Members<'a> {
+        &self.row
     }
 
-    fn row_mut(&mut self) -> &mut Map<String, Value> {
-        match self.form {
-            Form::Flat => &mut self.payload,
-            Form::Envelope => self
-                .payload
-                .get_mut("after")
-                .and_then(Value::as_object_mut)
-                .expect("decode checked `after`"),
-        }
-    }
-
-    /// Sets the price field of the row.
-    pub fn set_price(&mut self, field: &str, price: Value) {
-        self.row_mut().insert(field.to_owned(), price);
-    }
-
-    /// The message to produce: the payload as it is now and, when the message has a schema, the
-    /// schema declaring the price field with the type of the value written.
-    pub fn to_bytes(&self, schemas: &Schemas) -> Vec<u8> {
-        let payload = serde_json::to_vec(&self.payload).expect("a JSON map serializes");
-        let Some(schema) = &self.schema else {
-            return payload;
+    /// The message to produce: the message as it came, with the row's `field` set to `price` and,
+    /// when the message has a schema, the schema declaring the field with the type of the value
+    /// written. Fails only for a schema that cannot be read as a value.
+    pub fn to_bytes(&self, field: &str, price: &Value, schemas: &Schemas) -> Result<Vec<u8>, DecodeError> {
+        let message = self.message;
+        let schema = match self.schema {
+            Some(schema) => Some(schemas.rewrite(schema, self.form)?.text),
+            None => None,
         };
-        let schema = schemas.rewrite(schema, self.form).text;
-        let mut out = Vec::with_capacity(schema.len() + payload.len() + 24);
-        out.extend_from_slice(b"{\"schema\":");
-        out.extend_from_slice(schema.as_bytes());
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(&payload);
-        out.push(b'}');
-        out
+        let price = serde_json::to_string(price).expect("a JSON value serializes");
+        let mut out = Vec::with_capacity(message.len() + schema.as_ref().map_or(0, |s| s.len()) + 32);
+        if let Some(schema) = &schema {
+            out.extend_from_slice(br#"{"schema":"#);
+            out.extend_from_slice(schema.as_bytes());
+            out.extend_from_slice(br#","payload":"#);
+        }
+        // Every value of the field is replaced (a key given twice keeps its count); a row without it
+        // gets it as its last member.
+        let mut at = self.payload.start;
+        let mut found = false;
+        for (_, value) in self.row.0.iter().filter(|(key, _)| key == field) {
+            let value = span(message, value.get());
+            out.extend_from_slice(&message.as_bytes()[at..value.start]);
+            out.extend_from_slice(price.as_bytes());
+            at = value.end;
+            found = true;
+        }
+        if !found {
+            let close = self.row_span.end - 1;
+            out.extend_from_slice(&message.as_bytes()[at..close]);
+            if !self.row.0.is_empty() {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, field).expect("a string serializes");
+            out.push(b':');
+            out.extend_from_slice(price.as_bytes());
+            at = close;
+        }
+        out.extend_from_slice(&message.as_bytes()[at..self.payload.end]);
+        if schema.is_some() {
+            out.push(b'}');
+        }
+        Ok(out)
     }
 
     /// The Connect type of each row field, when the message has a schema, as [`Self::to_bytes`]
     /// writes it.
     pub fn row_types(&self, schemas: &Schemas) -> Option<RowTypes> {
-        schemas.rewrite(self.schema.as_ref()?, self.form).row_types
+        schemas.rewrite(self.schema?, self.form).ok()?.row_types
     }
 }
 
@@ -356,27 +569,33 @@ mod tests {
     }
 
     /// The record priced and written out, as the bridge produces it.
-    fn priced(mut record: Record, price: Value, format: PriceFormat) -> Value {
-        record.set_price("suggested_price", price);
-        serde_json::from_slice(&record.to_bytes(&Schemas::new("suggested_price", format))).unwrap()
+    fn priced(record: Record, price: Value, format: PriceFormat) -> Value {
+        let schemas = Schemas::new("suggested_price", format);
+        serde_json::from_slice(&record.to_bytes("suggested_price", &price, &schemas).unwrap()).unwrap()
     }
 
     fn bytes(v: &Value) -> Vec<u8> {
         serde_json::to_vec(v).unwrap()
     }
 
-    fn upsert(v: &Value) -> Record {
-        match decode(Some(&bytes(v))) {
+    /// A record borrows its message; a test's messages live until the test process ends.
+    fn upsert(v: &Value) -> Record<'static> {
+        match decode(Some(Vec::leak(bytes(v)))) {
             Ok(Change::Upsert(record)) => record,
             other => panic!("expected a row to price, got {other:?}"),
         }
+    }
+
+    /// A row member's value.
+    fn member(record: &Record, name: &str) -> Value {
+        serde_json::from_str(record.row().get(name).expect("the member is there").get()).unwrap()
     }
 
     #[test]
     fn flattened_with_schema_is_priced_and_its_schema_follows() {
         let message = json!({"schema": row_schema("car_database.public.tbl_car_price.Value"), "payload": row()});
         let record = upsert(&message);
-        assert_eq!(record.row()["fuel_type"], "Diesel");
+        assert_eq!(member(&record, "fuel_type"), "Diesel");
         let price = PriceFormat::Float.value(8506.82).unwrap();
         let out = priced(record, price, PriceFormat::Float);
         assert_eq!(out["payload"]["suggested_price"], json!(8506.8203125));
@@ -412,13 +631,10 @@ mod tests {
     fn a_schema_is_rewritten_once_and_reused() {
         let schemas = Schemas::new("suggested_price", PriceFormat::Float);
         let message = json!({"schema": row_schema("v"), "payload": row()});
-        let mut a = upsert(&message);
-        a.set_price("suggested_price", json!(1.5));
-        let mut b = upsert(&message);
-        b.set_price("suggested_price", json!(2.5));
+        let (a, b) = (upsert(&message), upsert(&message));
         let (a, b): (Value, Value) = (
-            serde_json::from_slice(&a.to_bytes(&schemas)).unwrap(),
-            serde_json::from_slice(&b.to_bytes(&schemas)).unwrap(),
+            serde_json::from_slice(&a.to_bytes("suggested_price", &json!(1.5), &schemas).unwrap()).unwrap(),
+            serde_json::from_slice(&b.to_bytes("suggested_price", &json!(2.5), &schemas).unwrap()).unwrap(),
         );
         assert_eq!(a["schema"], b["schema"]);
         assert_eq!(a["schema"]["fields"][10]["type"], "float");
@@ -429,20 +645,20 @@ mod tests {
             ),
             (json!(1.5), json!(2.5))
         );
-        assert_eq!(schemas.rewritten.lock().unwrap().len(), 1);
+        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 1);
     }
 
     #[test]
     fn messages_of_two_tables_in_turn_keep_their_own_schemas() {
         let schemas = Schemas::new("suggested_price", PriceFormat::Integer);
         for name in ["v", "w", "v", "v", "w"] {
-            let mut record = upsert(&json!({"schema": row_schema(name), "payload": row()}));
-            record.set_price("suggested_price", json!(1));
-            let written: Value = serde_json::from_slice(&record.to_bytes(&schemas)).unwrap();
+            let record = upsert(&json!({"schema": row_schema(name), "payload": row()}));
+            let written: Value =
+                serde_json::from_slice(&record.to_bytes("suggested_price", &json!(1), &schemas).unwrap()).unwrap();
             assert_eq!(written["schema"]["name"], name);
             assert_eq!(written["schema"]["fields"][10]["type"], "int32");
         }
-        assert_eq!(schemas.rewritten.lock().unwrap().len(), 2);
+        assert_eq!(schemas.rewritten.lock().unwrap().by_text.len(), 2);
     }
 
     #[test]
@@ -496,7 +712,7 @@ mod tests {
                     payload
                 };
                 let record = upsert(&message);
-                assert_eq!(record.row()["model"], json!(format!("model-{op}")), "op {op}");
+                assert_eq!(member(&record, "model"), json!(format!("model-{op}")), "op {op}");
                 let out = priced(record, json!(9000), PriceFormat::Integer);
                 let payload = if with_schema { &out["payload"] } else { &out };
                 assert_eq!(payload["after"]["suggested_price"], 9000, "op {op}");
@@ -557,8 +773,130 @@ mod tests {
         let mut r = row();
         r["op"] = json!("c");
         let record = upsert(&r);
-        assert_eq!(record.row()["op"], "c");
-        assert_eq!(record.row()["id"], 22);
+        assert_eq!(member(&record, "op"), "c");
+        assert_eq!(member(&record, "id"), 22);
+    }
+
+    #[test]
+    fn the_written_message_is_the_message_with_only_the_price_changed() {
+        // Pretty-printed, keys in no sorted order, escapes and non-ASCII text: all kept as they came.
+        let message = "{\"schema\": {\"type\": \"struct\", \"fields\": []},\n \"payload\": {\"id\": 7, \"suggested_price\": null,\n  \"model\": \"C-MAX \\u00e9\\\"\", \"mpg\": 1.50, \"note\": \"Straße\"}}";
+        let record = match decode(Some(message.as_bytes())) {
+            Ok(Change::Upsert(record)) => record,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(member(&record, "model"), json!("C-MAX é\""));
+        let schemas = Schemas::new("suggested_price", PriceFormat::Integer);
+        let written = String::from_utf8(record.to_bytes("suggested_price", &json!(8507), &schemas).unwrap()).unwrap();
+        let payload = &message[message.find("{\"id\"").unwrap()..message.len() - 1];
+        let schema = r#"{"fields":[{"field":"suggested_price","optional":true,"type":"int32"}],"type":"struct"}"#;
+        assert_eq!(
+            written,
+            format!(r#"{{"schema":{schema},"payload":{}}}"#, payload.replace("null", "8507"))
+        );
+    }
+
+    #[test]
+    fn a_price_field_given_twice_is_set_twice_and_an_empty_row_gets_one() {
+        let schemas = Schemas::new("suggested_price", PriceFormat::Integer);
+        let twice = br#"{"suggested_price": 1, "id": 2, "suggested_price": 3}"#;
+        let Ok(Change::Upsert(record)) = decode(Some(twice)) else {
+            panic!()
+        };
+        assert_eq!(
+            record.to_bytes("suggested_price", &json!(9), &schemas).unwrap(),
+            br#"{"suggested_price": 9, "id": 2, "suggested_price": 9}"#
+        );
+        let Ok(Change::Upsert(record)) = decode(Some(b" { } ")) else {
+            panic!()
+        };
+        assert_eq!(
+            record.to_bytes("suggested_price", &json!(9), &schemas).unwrap(),
+            br#"{ "suggested_price":9}"#
+        );
+        let Ok(Change::Upsert(record)) = decode(Some(br#"{"op": "c", "after": {"id": 1}, "before": null}"#)) else {
+            panic!()
+        };
+        assert_eq!(
+            record.to_bytes("suggested_price", &json!(9), &schemas).unwrap(),
+            br#"{"op": "c", "after": {"id": 1,"suggested_price":9}, "before": null}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_read_as_their_text() {
+        let record = upsert(&serde_json::from_str(r#"{"fuel\u005ftype": "Diesel", "id": 1}"#).unwrap());
+        assert_eq!(member(&record, "fuel_type"), "Diesel");
+    }
+
+    #[test]
+    fn a_known_schema_is_skipped_only_when_the_message_is_exactly_schema_then_payload() {
+        let schema = row_schema("v").to_string();
+        let good = format!(r#"{{"schema":{schema},"payload":{}}}"#, row());
+        let messages = [
+            good.clone(),
+            format!("{good}  \n"),
+            format!(r#"{{"schema":{schema},"payload":{}}}x"#, row()),
+            format!(r#"{{"schema":{schema},"payload":{}}}}}"#, row()),
+            format!(r#"{{"schema":{schema},"payload":{},"extra":1}}"#, row()),
+            format!(r#"{{"schema":{schema},"payload":null}}"#),
+            format!(r#"{{"schema":{schema},"payload":[1]}}"#),
+            format!(r#"{{"schema":{schema},"payload":{{"id":1e400}}}}"#),
+        ];
+        // Each message read after the good one (which teaches the decoder its schema) reads as it
+        // does alone.
+        for message in &messages {
+            let mut decoder = Decoder::default();
+            assert!(matches!(decoder.decode(Some(good.as_bytes())), Ok(Change::Upsert(_))));
+            assert_eq!(
+                decoder.decode(Some(message.as_bytes())),
+                decode(Some(message.as_bytes())),
+                "{message}"
+            );
+        }
+        let kinds: Vec<_> = messages
+            .iter()
+            .map(|m| match decode(Some(m.as_bytes())) {
+                Ok(Change::Upsert(_)) => "upsert",
+                Ok(Change::Delete) => "delete",
+                Err(e) => e.kind,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["upsert", "upsert", "json", "json", "upsert", "delete", "shape", "json"]
+        );
+    }
+
+    #[test]
+    fn a_schema_with_a_number_beyond_f64_is_refused_not_a_panic() {
+        let schemas = Schemas::new("suggested_price", PriceFormat::Integer);
+        let record = upsert(&json!({"schema": {"version": 1}, "payload": row()}));
+        let text = String::from_utf8(bytes(&json!({"schema": {"version": 1}, "payload": row()}))).unwrap();
+        let huge = Vec::leak(text.replace(r#""version":1"#, r#""version":1e999"#).into_bytes());
+        let Ok(Change::Upsert(bad)) = decode(Some(huge)) else {
+            panic!()
+        };
+        assert_eq!(
+            bad.to_bytes("suggested_price", &json!(1), &schemas).unwrap_err().kind,
+            "json"
+        );
+        assert_eq!(bad.row_types(&schemas), None);
+        assert!(
+            record.to_bytes("suggested_price", &json!(1), &schemas).is_ok(),
+            "the next schema still works"
+        );
+    }
+
+    #[test]
+    fn numbers_beyond_f64_in_the_row_are_refused() {
+        let e = decode(Some(br#"{"id": 1, "price": -2E+999}"#)).unwrap_err();
+        assert_eq!(e.kind, "json");
+        assert!(e.message.contains("price"), "{e}");
+        assert!(matches!(
+            decode(Some(br#"{"id": 1, "price": 1e-999, "mpg": 2e300}"#)),
+            Ok(Change::Upsert(_))
+        ));
     }
 
     #[test]

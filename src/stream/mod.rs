@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::bundle::Model;
 use crate::input::{self, Limits};
 use crate::preprocess::InputError;
-use debezium::{Change, PriceFormat};
+use debezium::{Change, Members, PriceFormat};
 
 /// One consumed message, owned.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,8 +153,9 @@ impl Bridge {
     pub async fn handle(&self, batch: &[Message]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut records = Vec::new();
+        let mut decoder = debezium::Decoder::default();
         for (i, message) in batch.iter().enumerate() {
-            match debezium::decode(message.value.as_deref()) {
+            match decoder.decode(message.value.as_deref()) {
                 Ok(Change::Upsert(record)) => records.push(Some((i, record))),
                 Ok(Change::Delete) => outcomes[i] = Some(Outcome::Tombstone),
                 Err(e) => outcomes[i] = Some(Outcome::dead(e.kind, e.message)),
@@ -163,7 +164,7 @@ impl Bridge {
         // Each record leaves `records` once it has its outcome.
         let mut live: Vec<usize> = (0..records.len()).collect();
         while !live.is_empty() {
-            let rows: Vec<&Map<String, Value>> = live
+            let rows: Vec<&Members> = live
                 .iter()
                 .map(|&r| records[r].as_ref().expect("live").1.row())
                 .collect();
@@ -200,18 +201,25 @@ impl Bridge {
             .collect()
     }
 
-    fn priced(&self, mut record: debezium::Record, price: f32) -> Outcome {
+    fn priced(&self, record: debezium::Record, price: f32) -> Outcome {
         let Some(value) = self.price_format.value(price) else {
             return Outcome::dead(
                 "out_of_range",
                 format!("the price {price} does not fit the {:?} format", self.price_format),
             );
         };
-        record.set_price(&self.price_field, value);
-        let bytes = record.to_bytes(&self.schemas);
+        let bytes = match record.to_bytes(&self.price_field, &value, &self.schemas) {
+            Ok(bytes) => bytes,
+            Err(e) => return Outcome::dead(e.kind, e.message),
+        };
         // The row and its types are for the Postgres sink only.
         let (row, types) = if self.keep_rows {
-            (record.row().clone(), record.row_types(&self.schemas))
+            let mut row = match record.row().to_map() {
+                Ok(row) => row,
+                Err(e) => return Outcome::dead("json", format!("the row cannot be read: {e}")),
+            };
+            row.insert(self.price_field.clone(), value);
+            (row, record.row_types(&self.schemas))
         } else {
             (Map::new(), None)
         };
@@ -222,7 +230,7 @@ impl Bridge {
         }
     }
 
-    async fn price(&self, rows: &[&Map<String, Value>]) -> Result<Vec<f32>, RowError> {
+    async fn price(&self, rows: &[&Members<'_>]) -> Result<Vec<f32>, RowError> {
         match &self.pricer {
             Pricer::Local(model) => price_locally(model, &self.columns, rows, &self.metrics),
             Pricer::Remote(client) => client.predict(&self.columns, &self.price_field, rows).await,
@@ -234,7 +242,7 @@ impl Bridge {
 fn price_locally(
     model: &Model,
     columns: &ColumnMap,
-    rows: &[&Map<String, Value>],
+    rows: &[&Members<'_>],
     metrics: &metrics::Metrics,
 ) -> Result<Vec<f32>, RowError> {
     let inputs = model.preprocessor.inputs();
@@ -257,7 +265,7 @@ fn price_locally(
         values.push((input.name.as_str(), column));
     }
     let limits = Limits { max_rows: usize::MAX };
-    let batch = input::decode_values(inputs, limits, values).map_err(|e| named(e, columns))?;
+    let batch = input::decode_raw(inputs, limits, values).map_err(|e| named(e, columns))?;
     let mut unknown = vec![0; inputs.len()];
     let prices = model
         .predict_counting(&batch, &mut unknown)

@@ -3,6 +3,7 @@
 //! backend that is down, slow or overloaded is retried with backoff for as long as it takes, and the
 //! bridge consumes nothing meanwhile (paused, never skipped).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use axum::http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
+use super::debezium::Members;
 use super::metrics::Metrics;
 use super::{ColumnMap, RowError};
 
@@ -63,7 +66,7 @@ impl Client {
         &self,
         columns: &ColumnMap,
         price_field: &str,
-        rows: &[&Map<String, Value>],
+        rows: &[&Members<'_>],
     ) -> Result<Vec<f32>, RowError> {
         let body = Bytes::from(columnar(columns, price_field, rows));
         let mut backoff = FIRST_BACKOFF;
@@ -144,24 +147,20 @@ fn refusal(status: StatusCode, body: &[u8]) -> RowError {
 }
 
 /// The rows as a columnar body with the model's column names; the price field is left out.
-fn columnar(columns: &ColumnMap, price_field: &str, rows: &[&Map<String, Value>]) -> Vec<u8> {
+fn columnar(columns: &ColumnMap, price_field: &str, rows: &[&Members<'_>]) -> Vec<u8> {
     let mut names: Vec<&str> = Vec::new();
     for row in rows {
-        for name in row.keys() {
-            if name != price_field && !names.contains(&name.as_str()) {
+        for name in row.names() {
+            if name != price_field && !names.contains(&name) {
                 names.push(name);
             }
         }
     }
-    let mut body = Map::new();
-    for name in names {
-        let values: Vec<Value> = rows
-            .iter()
-            .map(|r| r.get(name).cloned().unwrap_or(Value::Null))
-            .collect();
-        body.insert(columns.target(name).to_owned(), Value::Array(values));
-    }
-    serde_json::to_vec(&body).expect("a JSON map serializes")
+    let body: BTreeMap<&str, Vec<Option<&RawValue>>> = names
+        .into_iter()
+        .map(|name| (columns.target(name), rows.iter().map(|r| r.get(name)).collect()))
+        .collect();
+    serde_json::to_vec(&body).expect("JSON text serializes")
 }
 
 #[cfg(test)]
@@ -171,9 +170,10 @@ mod tests {
 
     #[test]
     fn rows_become_a_columnar_body_with_model_names() {
-        let a = json!({"id": 1, "fuel_type": "Diesel", "suggested_price": null});
-        let b = json!({"id": 2, "fuel_type": "Petrol", "engine_size": 1.0});
-        let rows = [a.as_object().unwrap(), b.as_object().unwrap()];
+        let a = json!({"id": 1, "fuel_type": "Diesel", "suggested_price": null}).to_string();
+        let b = json!({"id": 2, "fuel_type": "Petrol", "engine_size": 1.0}).to_string();
+        let (a, b): (Members, Members) = (serde_json::from_str(&a).unwrap(), serde_json::from_str(&b).unwrap());
+        let rows = [&a, &b];
         let body: Value = serde_json::from_slice(&columnar(
             &ColumnMap::DEFAULT.parse().unwrap(),
             "suggested_price",
