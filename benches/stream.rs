@@ -8,7 +8,7 @@
 //!    Kafka; events/s from the produced records' timestamps, as a share of the pipe's, plus the CPU
 //!    the bridge and the broker used meanwhile.
 //! 2. **The seed's design**: the same events, one at a time, each POSTed to `/predict` over HTTP and
-//!    flushed (acknowledged) before the next (`--predict-url ... --max-batch 1`).
+//!    flushed (acknowledged) before the next (`--predict-url ... --max-batch 1 --batches-in-flight 1`).
 //! 3. **Insert to sink**: rows inserted into Postgres at a steady rate, through Debezium, the bridge
 //!    and its Postgres sink; latency from each insert's commit to its upsert, p50/p99.
 //!
@@ -316,6 +316,8 @@ fn main() {
             "--predict-url",
             &url,
             "--max-batch",
+            "1",
+            "--batches-in-flight",
             "1",
             "--price-format",
             "float",

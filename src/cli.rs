@@ -92,6 +92,10 @@ pub struct StreamArgs {
     /// Most messages priced in one engine call.
     #[arg(long, env = "XGSERVE_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
+    /// Batches produced and not yet all acknowledged, at most: the next batch is consumed and priced
+    /// while these are on their way. 1 waits for every batch's acknowledgements before the next.
+    #[arg(long, env = "XGSERVE_BATCHES_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batches_in_flight: u16,
     /// Milliseconds a batch waits for more messages after its first.
     #[arg(long, env = "XGSERVE_BATCH_LINGER_MS", default_value_t = 5)]
     pub batch_linger_ms: u64,

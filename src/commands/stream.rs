@@ -77,6 +77,7 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
         sink_topic: args.sink_topic.clone(),
         dead_letter_topic: args.dead_letter_topic.clone(),
         max_batch: args.max_batch.max(1),
+        batches_in_flight: usize::from(args.batches_in_flight),
         linger: Duration::from_millis(args.batch_linger_ms),
         options,
     };
