@@ -127,12 +127,12 @@ impl<'a> Members<'a> {
             .collect()
     }
 
-    /// Reads an object's members; `None` when the text is not an object.
-    fn read(object: &'a RawValue) -> Option<Self> {
-        if !object.get().starts_with('{') {
+    /// Reads an object's members from its text (valid JSON); `None` when it is not an object.
+    fn read(object: &'a str) -> Option<Self> {
+        if !object.starts_with('{') {
             return None;
         }
-        serde_json::from_str(object.get()).ok()
+        serde_json::from_str(object).ok()
     }
 }
 
@@ -230,23 +230,23 @@ impl<'a> Decoder<'a> {
             return Ok(Change::Delete);
         };
         let message = std::str::from_utf8(bytes).map_err(|e| DecodeError::new("json", format!("not JSON: {e}")))?;
-        let (schema, payload) = match self.known_schema(message) {
-            Some(parts) => parts,
+        let (schema, payload, members) = match self.known_schema(message) {
+            Some((schema, payload, members)) => (Some(schema), payload, Some(members)),
             None => match serde_json::from_str::<WithSchema>(message) {
-                Ok(WithSchema { schema, payload }) => (Some(schema), payload),
+                Ok(WithSchema { schema, payload }) => (Some(schema), payload.get(), None),
                 Err(_) => match serde_json::from_str::<&RawValue>(message) {
-                    Ok(whole) => (None, whole),
+                    Ok(whole) => (None, whole.get(), None),
                     Err(e) => return Err(DecodeError::new("json", format!("not JSON: {e}"))),
                 },
             },
         };
         if schema.is_some() {
             self.last_schema = schema;
-            if payload.get() == "null" {
+            if payload == "null" {
                 return Ok(Change::Delete);
             }
         }
-        let Some(members) = Members::read(payload) else {
+        let Some(members) = members.or_else(|| Members::read(payload)) else {
             return Err(match schema {
                 Some(_) => DecodeError::new("shape", "`payload` is not an object"),
                 None => DecodeError::new("shape", "not a JSON object"),
@@ -263,7 +263,7 @@ impl<'a> Decoder<'a> {
             Some(op) => match op {
                 "c" | "u" | "r" => match members
                     .get("after")
-                    .and_then(|after| Some((Members::read(after)?, after)))
+                    .and_then(|after| Some((Members::read(after.get())?, after.get())))
                 {
                     Some((row, after)) => (row, after, Form::Envelope),
                     None => return Err(DecodeError::new("shape", format!("op {op:?} without an `after` row"))),
@@ -292,26 +292,30 @@ impl<'a> Decoder<'a> {
         Ok(Change::Upsert(Record {
             message,
             schema,
-            payload: span(message, payload.get()),
-            row_span: span(message, row_text.get()),
+            payload: span(message, payload),
+            row_span: span(message, row_text),
             row,
             form,
         }))
     }
 
-    /// The schema and payload of a message that starts `{"schema":` with the last schema seen, so
-    /// the schema's text needs no parsing; `None` for any other layout, read the long way.
-    fn known_schema(&self, message: &'a str) -> Option<(Option<&'a RawValue>, &'a RawValue)> {
+    /// The schema, payload and payload's members of a message that starts `{"schema":` with the
+    /// last schema seen, so the schema's text needs no parsing and the payload is read once; `None`
+    /// for any other layout or payload, read the long way.
+    fn known_schema(&self, message: &'a str) -> Option<(&'a RawValue, &'a str, Members<'a>)> {
         let schema = self.last_schema?;
         let rest = message
             .strip_prefix(r#"{"schema":"#)?
             .strip_prefix(schema.get())?
             .strip_prefix(r#","payload":"#)?;
-        let mut deserializer = serde_json::Deserializer::from_str(rest);
-        let payload = <&RawValue>::deserialize(&mut deserializer).ok()?;
-        let after = &rest[span(rest, payload.get()).end..];
-        let end = trim_json_space(after).strip_prefix('}')?;
-        trim_json_space(end).is_empty().then_some((Some(schema), payload))
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Members>();
+        let members = values.next()?.ok()?;
+        let end = values.byte_offset();
+        let start = rest.len() - rest.trim_start_matches(JSON_SPACE).len();
+        let close = trim_json_space(&rest[end..]).strip_prefix('}')?;
+        trim_json_space(close)
+            .is_empty()
+            .then_some((schema, &rest[start..end], members))
     }
 }
 
@@ -324,8 +328,10 @@ fn beyond_f64(text: &str) -> bool {
 }
 
 /// JSON's whitespace, and nothing more.
+const JSON_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
 fn trim_json_space(s: &str) -> &str {
-    s.trim_matches([' ', '\t', '\n', '\r'])
+    s.trim_matches(JSON_SPACE)
 }
 
 /// Schemas rewritten to declare the price field, by the schema's text: a table's messages all carry
