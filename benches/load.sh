@@ -30,10 +30,12 @@ json.dump(body, open(f"{work}/rows100.json", "w"))
 PY
 
 start=$(date +%s%N)
-RUST_LOG=warn target/release/xgserve serve --host 127.0.0.1 --port "$port" --max-concurrency 4096 &
+# At the default log level, as `cargo run --release` runs it; the server's log goes to a file.
+RUST_LOG=info target/release/xgserve serve --host 127.0.0.1 --port "$port" --max-concurrency 4096 \
+  > "$work/server.log" 2>&1 &
 server=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
-  kill -0 "$server" 2>/dev/null || { echo "the server did not start" >&2; exit 1; }
+  kill -0 "$server" 2>/dev/null || { echo "the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
   sleep 0.001
 done
 ready_ms=$(( ($(date +%s%N) - start) / 1000000 ))

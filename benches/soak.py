@@ -64,7 +64,8 @@ class Server:
     def __init__(self, *args):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="xgserve-soak-", suffix=".log", delete=False)
-        env = dict(os.environ, RUST_LOG="warn", XGSERVE_API_KEY=TOKEN)
+        # The default log level, as `cargo run --release` runs it.
+        env = dict(os.environ, RUST_LOG="info", XGSERVE_API_KEY=TOKEN)
         self.process = subprocess.Popen(
             [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
