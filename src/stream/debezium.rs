@@ -97,8 +97,12 @@ pub struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl PartialEq for Members<'_> {
     fn eq(&self, other: &Self) -> bool {
-        let text = |m: &Self| m.0.iter().map(|(k, v)| (k.clone(), v.get())).collect::<Vec<_>>();
-        text(self) == text(other)
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((a, x), (b, y))| a == b && x.get() == y.get())
     }
 }
 
