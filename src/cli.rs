@@ -235,3 +235,38 @@ impl ServeArgs {
         Only::parse_from(["xgserve"]).args
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(args: &[&str]) -> Result<StreamArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["xgserve", "stream"].iter().chain(args))?;
+        match cli.command {
+            Some(Command::Stream(args)) => Ok(*args),
+            other => panic!("not the stream command: {other:?}"),
+        }
+    }
+
+    /// The bridge's defaults, as the README states them.
+    #[test]
+    fn the_bridge_defaults_are_the_documented_ones() {
+        let args = stream(&[]).unwrap();
+        assert_eq!(args.source_topics, ["car_database.public.tbl_car_price"]);
+        assert_eq!(args.sink_topic, "car_data_predicted");
+        assert_eq!(args.dead_letter_topic, "car_data_predicted.dlq");
+        assert_eq!(args.price_field, "suggested_price");
+        assert_eq!(args.price_format, crate::stream::debezium::PriceFormat::Integer);
+        assert_eq!(args.column_map, crate::stream::ColumnMap::DEFAULT.parse().unwrap());
+        assert_eq!(args.max_batch, 1000);
+        assert_eq!(args.batches_in_flight, 8);
+        assert_eq!(args.batch_linger_ms, 5);
+    }
+
+    #[test]
+    fn at_least_one_batch_is_in_flight() {
+        assert_eq!(stream(&["--batches-in-flight", "1"]).unwrap().batches_in_flight, 1);
+        let refused = stream(&["--batches-in-flight", "0"]).unwrap_err();
+        assert!(refused.to_string().contains("batches-in-flight"), "{refused}");
+    }
+}
