@@ -351,7 +351,7 @@ pub struct Schemas {
 /// hashing its text (the usual case: one table).
 #[derive(Debug, Default)]
 struct Cache {
-    by_text: HashMap<String, Rewritten>,
+    by_text: HashMap<Arc<str>, Rewritten>,
     last: Option<(Arc<str>, Rewritten)>,
 }
 
@@ -386,18 +386,19 @@ impl Schemas {
                 return Ok(done.clone());
             }
         }
-        let done = match cache.by_text.get(schema.get()) {
-            Some(done) => done.clone(),
+        let (text, done) = match cache.by_text.get_key_value(schema.get()) {
+            Some((text, done)) => (text.clone(), done.clone()),
             None => {
                 let done = self.rewritten_afresh(schema, form)?;
                 if cache.by_text.len() >= Self::CAPACITY {
                     cache.by_text.clear();
                 }
-                cache.by_text.insert(schema.get().to_owned(), done.clone());
-                done
+                let text: Arc<str> = schema.get().into();
+                cache.by_text.insert(text.clone(), done.clone());
+                (text, done)
             }
         };
-        cache.last = Some((schema.get().into(), done.clone()));
+        cache.last = Some((text, done.clone()));
         Ok(done)
     }
 
