@@ -9,6 +9,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+
+#[path = "../tests/common/seed_events.rs"]
+mod seed_events;
 use xgserve::bundle::{single_row, Model};
 use xgserve::input::{decode_columnar, Limits};
 use xgserve::preprocess::{Batch, Column};
@@ -166,13 +169,7 @@ fn bench_bridge(c: &mut Criterion) {
     let scored: Vec<usize> = (0..parity["predictions"].as_array().unwrap().len())
         .filter(|&i| !parity["predictions"][i].is_null())
         .collect();
-    let field = |t: &str, f: &str| serde_json::json!({"type": t, "optional": f != "id", "field": f});
-    let schema = serde_json::json!({"type": "struct", "optional": false,
-        "name": "car_database.public.tbl_car_price.Value",
-        "fields": [field("int32", "id"), field("string", "model"), field("int32", "year"), field("int32", "price"),
-                   field("string", "transmission"), field("int32", "mileage"), field("string", "fuel_type"),
-                   field("int32", "tax"), field("double", "mpg"), field("double", "engine_size"),
-                   field("int32", "suggested_price")]});
+    let schema = seed_events::value_schema();
     let batch: Vec<Message> = (0..1000)
         .map(|id| {
             let r = scored[id % scored.len()];
@@ -182,8 +179,7 @@ fn bench_bridge(c: &mut Criterion) {
                 "engine_size": inputs["engineSize"][r], "suggested_price": null});
             Message {
                 key: Some(format!("{{\"id\":{id}}}").into_bytes()),
-                // As Kafka Connect's JSON converter writes it: the schema first.
-                value: Some(format!(r#"{{"schema":{schema},"payload":{payload}}}"#).into_bytes()),
+                value: Some(seed_events::message(&schema, &payload).into_bytes()),
                 topic: "car_database.public.tbl_car_price".into(),
                 partition: 0,
                 offset: id as i64,

@@ -17,6 +17,8 @@
 
 #[path = "../tests/common/process.rs"]
 mod process;
+#[path = "../tests/common/seed_events.rs"]
+mod seed_events;
 #[path = "../tests/common/services.rs"]
 mod services;
 
@@ -41,14 +43,7 @@ fn data() -> std::path::PathBuf {
 
 /// The seed table's rows as Debezium writes them (flattened, JSON with schemas), ford.csv cycled.
 fn events(n: usize) -> Vec<(String, String)> {
-    let field = |t: &str, f: &str| json!({"type": t, "optional": f != "id", "field": f});
-    let schema = json!({"type": "struct", "optional": false, "name": "car_database.public.tbl_car_price.Value",
-        "fields": [field("int32", "id"), field("string", "model"), field("int32", "year"), field("int32", "price"),
-                   field("string", "transmission"), field("int32", "mileage"), field("string", "fuel_type"),
-                   field("int32", "tax"), field("double", "mpg"), field("double", "engine_size"),
-                   field("int32", "suggested_price")]});
-    let key_schema = json!({"type": "struct", "optional": false, "name": "car_database.public.tbl_car_price.Key",
-        "fields": [field("int32", "id")]});
+    let (schema, key_schema) = (seed_events::value_schema(), seed_events::key_schema());
     let rows = services::ford_rows(&data(), 17_965);
     (0..n)
         .map(|i| {
@@ -58,9 +53,8 @@ fn events(n: usize) -> Vec<(String, String)> {
             let payload = json!({"id": id, "model": &r[0], "year": n(1) as i64, "price": n(2) as i64,
                 "transmission": &r[3], "mileage": n(4) as i64, "fuel_type": &r[5], "tax": n(6) as i64,
                 "mpg": n(7), "engine_size": n(8), "suggested_price": null});
-            let key = format!(r#"{{"schema":{key_schema},"payload":{{"id":{id}}}}}"#);
-            // As Kafka Connect's JSON converter writes them: the schema first (`json!` would sort it last).
-            (key, format!(r#"{{"schema":{schema},"payload":{payload}}}"#))
+            let key = seed_events::message(&key_schema, &json!({"id": id}));
+            (key, seed_events::message(&schema, &payload))
         })
         .collect()
 }
