@@ -155,17 +155,20 @@ fn pipe(brokers: &str, from: &str, to: &str, n: usize, within: Duration) {
     producer.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// CPU seconds a process has used (user + system), from /proc.
-fn cpu_seconds(process: &Process) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
+/// A `/proc/.../stat` line's command name and CPU seconds (user + system).
+fn stat_cpu(stat: &str) -> Option<(String, f64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
-    (ticks(11) + ticks(12)) / 100.0
+    Some((name, (ticks(11) + ticks(12)) / 100.0))
+}
+
+/// CPU seconds a process has used (user + system).
+fn cpu_seconds(process: &Process) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.child.id())).unwrap_or_default();
+    stat_cpu(&stat).map_or(0.0, |(_, seconds)| seconds)
 }
 
 /// CPU seconds each thread of a process has used, busiest first, by thread name.
@@ -175,14 +178,7 @@ fn thread_cpu_seconds(process: &Process) -> Vec<(String, f64)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            let (head, rest) = stat.rsplit_once(')')?;
-            let name = head.split_once('(')?.1.to_owned();
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            Some((name, (ticks(11) + ticks(12)) / 100.0))
-        })
+        .filter_map(|task| stat_cpu(&std::fs::read_to_string(task.path().join("stat")).ok()?))
         .collect();
     threads.sort_by(|a, b| b.1.total_cmp(&a.1));
     threads
