@@ -130,6 +130,10 @@ pub struct StreamArgs {
     /// Log lines as `text` or `json`; filter with RUST_LOG.
     #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Threads serving connections, each connection staying on one; 0 is one per core. Large
+    /// batches (over 256 rows) are scored on a separate blocking pool.
+    #[arg(long, env = "XGSERVE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,6 +203,10 @@ pub struct ServeArgs {
     /// Log lines as `text` or `json`; filter with RUST_LOG.
     #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Threads serving connections, each connection staying on one; 0 is one per core. Large
+    /// batches (over 256 rows) are scored on a separate blocking pool.
+    #[arg(long, env = "XGSERVE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 /// A value that never appears in logs or `Debug` output.
@@ -261,6 +269,24 @@ mod tests {
         assert_eq!(args.max_batch, 1000);
         assert_eq!(args.batches_in_flight, 8);
         assert_eq!(args.batch_linger_ms, 5);
+    }
+
+    /// The server's defaults, as the README's configuration table states them.
+    #[test]
+    fn the_server_defaults_are_the_documented_ones() {
+        let cli = Cli::try_parse_from(["xgserve", "serve"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not the serve command");
+        };
+        assert_eq!((args.host.as_str(), args.port), ("0.0.0.0", 3000));
+        assert_eq!(args.model, PathBuf::from(DEFAULT_MODEL_DIR));
+        assert_eq!((args.max_rows, args.max_body_bytes), (10_000, 8 * 1024 * 1024));
+        assert_eq!((args.max_concurrency, args.request_timeout_ms), (256, 10_000));
+        assert_eq!(args.api_key, None);
+        assert!(args.cors_origins.is_empty());
+        assert_eq!((args.shutdown_delay_ms, args.shutdown_grace_seconds), (1000, 30));
+        assert_eq!(args.log_format, "text");
+        assert_eq!(args.workers, 0);
     }
 
     #[test]

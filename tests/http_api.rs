@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::http::{config, get, post, send, state, state_of, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE};
+use common::http::{
+    config, get, post, read_answer, send, state, state_of, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE,
+};
 use xgserve::http::HttpConfig;
 
 #[tokio::test]
@@ -502,7 +504,7 @@ async fn real_listener_finishes_a_request_in_flight_when_shut_down() {
 /// the 503 along with the connection.
 #[tokio::test]
 async fn a_shed_request_leaves_its_connection_usable() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let state = state_with(HttpConfig {
@@ -539,32 +541,5 @@ async fn a_shed_request_leaves_its_connection_usable() {
         "the connection was not kept: {live:?}"
     );
 
-    async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
-        let mut answer = Vec::new();
-        let mut buffer = [0u8; 4096];
-        // One answer: its head, then as many body bytes as Content-Length says.
-        loop {
-            let text = String::from_utf8_lossy(&answer).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length: ")
-                            .map(str::to_owned)
-                    })
-                    .and_then(|n| n.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    return text;
-                }
-            }
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
-            match read {
-                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buffer[..n]),
-                _ => return text,
-            }
-        }
-    }
     drop(holder);
 }

@@ -12,7 +12,8 @@ use crate::input::Limits;
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     tracing::info!(?args, "effective configuration");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Accepting, signals and reloads; the connections are served on `http::run`'s own workers.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(serve(args))
 }
 
@@ -26,6 +27,7 @@ fn config(args: &ServeArgs) -> HttpConfig {
         max_concurrency: args.max_concurrency,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         cors_origins: args.cors_origins.clone(),
+        workers: args.workers,
     }
 }
 

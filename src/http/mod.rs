@@ -1,7 +1,7 @@
 //! The HTTP transport: a Bento-compatible `/predict`, the Open Inference Protocol v2, health,
 //! metrics, OpenAPI with Swagger UI, and hot reload, over one loaded bundle.
 //!
-//! `run(listener, state, shutdown)` takes its listener and shutdown signal as arguments, so tests bind
+//! `run(listener, state, shutdown)` (in `server`) takes its listener and shutdown signal as arguments, so tests bind
 //! port 0, run in parallel and stop cleanly; `router(state)` serves tests in-process.
 
 mod error;
@@ -10,6 +10,7 @@ pub mod metrics;
 mod middleware;
 mod observe;
 pub mod openapi;
+mod server;
 mod v2;
 
 use std::future::Future;
@@ -23,12 +24,12 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody, V2Error};
+pub use server::run;
 
 use crate::bundle::{BundleError, Model};
 use crate::input::Limits;
@@ -52,6 +53,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
+    /// Threads serving connections, each with its own; 0 is one per core.
+    pub workers: usize,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +66,7 @@ impl Default for HttpConfig {
             max_concurrency: 256,
             request_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
+            workers: 0,
         }
     }
 }
@@ -201,19 +205,4 @@ pub fn router(state: AppState) -> Router {
         .layer(observe::ObserveLayer::new(state.clone()))
         .layer(tower::util::option_layer(cors))
         .with_state(state)
-}
-
-/// Serves until `shutdown` resolves, then marks the server not ready and finishes in-flight requests.
-pub async fn run(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            state.ready.store(false, Ordering::Release);
-        })
-        .await
 }

@@ -90,3 +90,37 @@ impl http_body::Body for Endless {
         Poll::Pending
     }
 }
+
+/// Reads one HTTP/1.1 answer from a raw connection: its head, then as many body bytes as
+/// Content-Length says; what has arrived when the peer closes or 5 s pass without a byte.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // One answer: its head, then as many body bytes as Content-Length says.
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(stream, &mut buffer),
+        )
+        .await;
+        match read {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buffer[..n]),
+            _ => return text,
+        }
+    }
+}

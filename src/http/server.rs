@@ -1,0 +1,164 @@
+//! The listener and the threads that serve its connections.
+//!
+//! Each worker thread runs its own single-threaded tokio runtime, and the accept loop deals the
+//! connections to the workers in turn. A connection stays on its worker, so its requests never
+//! cross cores. Against tokio's work-stealing runtime, on the 2-row `/predict` at 16 connections, this
+//! saved about 1 µs of the 23 µs of CPU a request costs, in wake-ups and stealing between workers.
+//! Dealing in turn, rather than letting every worker accept, keeps the shares even: workers that
+//! race for the listener took uneven shares of the connections, and the busier one was the limit.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::AppState;
+
+/// A connection on its way to a worker, with its part in the graceful shutdown.
+type Dealt = (std::net::TcpStream, Watcher);
+
+/// Serves until `shutdown` resolves, then marks the server not ready and finishes in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut workers = Workers::start(&state)?;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are written whole; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        workers.deal(stream.into_std()?, graceful.watcher());
+    }
+    state.ready.store(false, Ordering::Release);
+    drop(listener);
+    // Every connection dealt holds a watcher, so this also waits for those not yet started.
+    graceful.shutdown().await;
+    workers.stop().await;
+    Ok(())
+}
+
+/// The worker threads, and where the next connection goes.
+struct Workers {
+    queues: Vec<mpsc::UnboundedSender<Dealt>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    next: usize,
+}
+
+impl Workers {
+    /// One thread per `--workers`, or per core when that is 0.
+    fn start(state: &AppState) -> std::io::Result<Self> {
+        let count = worker_count(state.config.workers);
+        let service = TowerToHyperService::new(super::router(state.clone()));
+        let mut queues = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            // Built here, so that a runtime that cannot be built fails the start, not a thread.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (queue, mut dealt) = mpsc::unbounded_channel::<Dealt>();
+            let service = service.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("xgserve-http-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some((stream, watcher)) = dealt.recv().await {
+                            serve(stream, watcher, service.clone());
+                        }
+                    });
+                })?;
+            queues.push(queue);
+            threads.push(thread);
+        }
+        Ok(Self {
+            queues,
+            threads,
+            next: 0,
+        })
+    }
+
+    /// Hands a connection to the next worker in turn.
+    fn deal(&mut self, stream: std::net::TcpStream, watcher: Watcher) {
+        // A worker stops only once its queue is closed, so the send cannot fail.
+        let _ = self.queues[self.next].send((stream, watcher));
+        self.next = (self.next + 1) % self.queues.len();
+    }
+
+    /// Closes the queues and waits for every worker to finish its connections and exit.
+    async fn stop(self) {
+        drop(self.queues);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Serves one HTTP/1.1 connection on the current worker until it closes or the shutdown ends it
+/// after its answer in progress.
+fn serve(stream: std::net::TcpStream, watcher: Watcher, service: TowerToHyperService<axum::Router>) {
+    let stream = match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot serve an accepted connection");
+            return;
+        }
+    };
+    // One write per answer: the head and the body copied together cost less than a vectored write
+    // of the two (about 0.5 µs of a 2-row answer's 22 µs here); bodies are small beside their rows.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .writev(false)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::spawn(async move {
+        if let Err(error) = watcher.watch(connection).await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
+}
+
+/// How many workers `configured` asks for: 0 means one per core.
+fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// A refused or reset connection costs nothing; anything else (say, out of file descriptors) is
+/// logged and waited out for a second before accepting again, as hyper's servers do.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
+        return;
+    }
+    tracing::error!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zero_workers_means_one_per_core() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(super::worker_count(0), cores);
+        assert_eq!(super::worker_count(3), 3);
+    }
+}
