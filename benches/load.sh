@@ -67,10 +67,12 @@ run "POST /predict 2 rows" 1 1 rows2.json
 for threads in 2 1; do run "POST /predict 2 rows" 16 "$threads" rows2.json; done
 run "POST /predict 100 rows" 1 1 rows100.json
 for threads in 2 1; do run "POST /predict 100 rows" 16 "$threads" rows100.json; done
+# The ceiling is the faster of the two /livez runs: with one wrk thread, /livez measures wrk.
+ceiling=$(awk -v a="${rps_of["GET /livez (ceiling) 16 2"]}" -v b="${rps_of["GET /livez (ceiling) 16 1"]}" \
+  'BEGIN {print (a > b ? a : b)}')
 for threads in 2 1; do
-  share=$(awk -v p="${rps_of["POST /predict 2 rows 16 $threads"]}" -v c="${rps_of["GET /livez (ceiling) 16 $threads"]}" \
-    'BEGIN {printf "%.0f", 100 * p / c}')
-  echo "2-row /predict at 16 connections, wrk -t$threads: ${share}% of the ceiling"
+  share=$(awk -v p="${rps_of["POST /predict 2 rows 16 $threads"]}" -v c="$ceiling" 'BEGIN {printf "%.0f", 100 * p / c}')
+  echo "2-row /predict at 16 connections, wrk -t$threads: ${share}% of the ceiling ($ceiling req/s)"
 done
 echo "start to ready: ${ready_ms} ms (process start to the first 200 from /readyz)"
 echo "RSS: idle $((rss_idle / 1024)) MB, peak under load $(( $(awk '/VmHWM/ {print $2}' "/proc/$server/status") / 1024 )) MB"
