@@ -60,8 +60,12 @@ pub async fn run(
 
 /// The worker threads, and where the next connection goes.
 struct Workers {
+    /// One per worker: unbounded, because the listener's backlog, not this queue, is what holds
+    /// connections back, and a worker takes each one at once.
     queues: Vec<mpsc::UnboundedSender<Dealt>>,
+    /// Joined at the end of `run`, so no worker outlives the server.
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The worker the next connection goes to.
     next: usize,
 }
 
