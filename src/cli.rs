@@ -130,10 +130,6 @@ pub struct StreamArgs {
     /// Log lines as `text` or `json`; filter with RUST_LOG.
     #[arg(long, env = "XGSERVE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
-    /// Threads serving connections, each connection staying on one; 0 is one per core. Large
-    /// batches (over 256 rows) are scored on a separate blocking pool.
-    #[arg(long, env = "XGSERVE_WORKERS", default_value_t = 0)]
-    pub workers: usize,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,9 @@
 //! The HTTP transport: a Bento-compatible `/predict`, the Open Inference Protocol v2, health,
 //! metrics, OpenAPI with Swagger UI, and hot reload, over one loaded bundle.
 //!
-//! `run(listener, state, shutdown)` (in `server`) takes its listener and shutdown signal as arguments, so tests bind
-//! port 0, run in parallel and stop cleanly; `router(state)` serves tests in-process.
+//! `run(listener, state, shutdown)` (in `server`) takes its listener and shutdown signal as
+//! arguments, so tests bind port 0, run in parallel and stop cleanly; `router(state)` serves tests
+//! in-process.
 
 mod error;
 mod handlers;
@@ -53,7 +54,7 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
-    /// Threads serving connections, each with its own; 0 is one per core.
+    /// Threads serving connections, each running its own event loop; 0 is one per core.
     pub workers: usize,
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Each worker thread runs its own single-threaded tokio runtime, and the accept loop deals the
 //! connections to the workers in turn. A connection stays on its worker, so its requests never
-//! cross cores. Against tokio's work-stealing runtime, on the 2-row `/predict` at 16 connections, this
-//! saved 0.3-0.9 µs of the 22-24 µs of CPU a request costs, in wake-ups and stealing between workers,
-//! and served more requests in every run (README, Performance).
+//! cross cores. Against tokio's work-stealing runtime, on the 2-row `/predict` at 16 connections,
+//! this saved 0.3-0.9 µs of the 22-24 µs of CPU a request costs, in wake-ups and stealing between
+//! workers, and served more requests in every run (README, Performance).
+//!
 //! Dealing in turn, rather than letting every worker accept, keeps the shares even: workers that
 //! race for the listener took uneven shares of the connections, and the busier one was the limit.
 

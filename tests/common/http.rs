@@ -96,7 +96,6 @@ impl http_body::Body for Endless {
 pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
     let mut answer = Vec::new();
     let mut buffer = [0u8; 4096];
-    // One answer: its head, then as many body bytes as Content-Length says.
     loop {
         let text = String::from_utf8_lossy(&answer).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
