@@ -1,7 +1,8 @@
 //! Swagger UI in a real browser: the server on a port-0 listener, Debian's headless Chromium driven by
 //! playwright-core (`tests/browser/swagger.mjs`): open /docs, expand POST /predict, "Try it out",
 //! Execute. The page must show a 200 with the two prices the Bento example gives, byte for byte as the
-//! Python reference wrote them. The screenshot goes to `target/swagger-ui/predict.png`.
+//! Python reference wrote them. The screenshot goes to `target/swagger-ui/predict.png`; the browser's
+//! profile is removed afterwards.
 
 mod common;
 
@@ -21,11 +22,15 @@ async fn try_it_out_on_predict_shows_the_two_prices() {
     let _ = std::fs::remove_file(&screenshot);
     let script = common::repo().join("tests/browser/swagger.mjs");
     let (page, shot) = (base.clone(), screenshot.clone());
+    // The script's scratch space: Chromium's profile goes here, and must be gone afterwards.
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp_path = tmp.path().to_owned();
     let run = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
             .arg(&script)
             .arg(&page)
             .arg(&shot)
+            .env("TMPDIR", &tmp_path)
             .output()
             .expect("node (and `npm ci --prefix tests/browser`, which tests/run does)")
     })
@@ -47,4 +52,9 @@ async fn try_it_out_on_predict_shows_the_two_prices() {
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a screenshot was taken"
     );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the browser's profile was left behind: {left:?}");
 }

@@ -1,12 +1,12 @@
 // Swagger UI in a real browser: Debian's headless Chromium driven by playwright-core. Opens /docs,
 // expands POST /predict, "Try it out", Execute, and prints the status and body the page shows.
 // Usage: node swagger.mjs BASE_URL SCREENSHOT.png
+import fs from "node:fs";
 import { chromium } from "playwright-core";
 
 const [base, screenshot] = process.argv.slice(2);
-const userDataDir = await import("node:fs").then((fs) =>
-  fs.mkdtempSync(`${(process.env.TMPDIR || "/tmp").replace(/\/$/, "")}/xgserve-chromium-`),
-);
+// A fresh profile per run, removed after it: Chromium writes a few megabytes into it.
+const userDataDir = fs.mkdtempSync(`${(process.env.TMPDIR || "/tmp").replace(/\/$/, "")}/xgserve-chromium-`);
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: process.env.XGSERVE_CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -31,4 +31,5 @@ try {
   console.log(JSON.stringify({ status, body }));
 } finally {
   await context.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
 }
