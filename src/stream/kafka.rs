@@ -299,18 +299,35 @@ impl Pending {
     /// retries) fails the bridge before its batch is committed: the batch is consumed again.
     async fn acknowledged(&mut self, metrics: &Metrics) -> anyhow::Result<()> {
         while let Some((delivery, _)) = self.deliveries.front_mut() {
-            match delivery.await {
-                Ok(Ok(_)) => {}
+            let stored = match delivery.await {
+                Ok(Ok(stored)) => stored,
                 Ok(Err((e, _))) => {
                     return Err(e).context("the broker did not take a record; the batch is not committed")
                 }
                 Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
-            }
-            match self.deliveries.pop_front().expect("not empty").1 {
-                Delivered::Priced => metrics.produced.inc(),
-                Delivered::Tombstone => metrics.tombstones.inc(),
-                Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
-            }
+            };
+            let sink = match self.deliveries.pop_front().expect("not empty").1 {
+                Delivered::Priced => {
+                    metrics.produced.inc();
+                    true
+                }
+                Delivered::Tombstone => {
+                    metrics.tombstones.inc();
+                    true
+                }
+                Delivered::DeadLetter(kind) => {
+                    metrics.dead_letter(&kind);
+                    false
+                }
+            };
+            // Where the broker says it stored the record: with this module's log at debug, a record
+            // missing from a topic can be told from one never sent.
+            tracing::debug!(
+                sink,
+                partition = stored.partition,
+                offset = stored.offset,
+                "acknowledged"
+            );
         }
         Ok(())
     }

@@ -209,6 +209,11 @@ pub fn start_debezium(postgres: &Postgres, broker: &Broker, state: &Path, log_di
 
 /// `xgserve stream` against the broker, with extra arguments.
 pub fn start_bridge(name: &str, broker: &Broker, args: &[&str], log_dir: &Path) -> Process {
+    start_bridge_logging(name, broker, args, log_dir, "info,rdkafka=warn")
+}
+
+/// As [`start_bridge`], with its own `RUST_LOG`.
+pub fn start_bridge_logging(name: &str, broker: &Broker, args: &[&str], log_dir: &Path, log: &str) -> Process {
     Process::spawn(
         name,
         Command::new(env!("CARGO_BIN_EXE_xgserve"))
@@ -218,7 +223,7 @@ pub fn start_bridge(name: &str, broker: &Broker, args: &[&str], log_dir: &Path) 
             .args(args)
             // Any free port unless `args` names one.
             .env("XGSERVE_METRICS_PORT", "0")
-            .env("RUST_LOG", "info,rdkafka=warn"),
+            .env("RUST_LOG", log),
         log_dir,
     )
 }
