@@ -203,6 +203,11 @@ pub struct ServeArgs {
     /// batches (over 256 rows) are scored on a separate blocking pool.
     #[arg(long, env = "XGSERVE_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Bind each worker to a core of its own, when there are as many workers as cores this process
+    /// may run on (its CPU affinity). `false` leaves their placement to the kernel, say on cores
+    /// shared with other busy work.
+    #[arg(long, env = "XGSERVE_PIN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_workers: bool,
 }
 
 /// A value that never appears in logs or `Debug` output.
@@ -283,6 +288,7 @@ mod tests {
         assert_eq!((args.shutdown_delay_ms, args.shutdown_grace_seconds), (1000, 30));
         assert_eq!(args.log_format, "text");
         assert_eq!(args.workers, 0);
+        assert!(args.pin_workers);
     }
 
     #[test]

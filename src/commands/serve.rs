@@ -28,6 +28,7 @@ fn config(args: &ServeArgs) -> HttpConfig {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         cors_origins: args.cors_origins.clone(),
         workers: args.workers,
+        pin_workers: args.pin_workers,
     }
 }
 

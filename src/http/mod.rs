@@ -56,6 +56,9 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Threads serving connections, each running its own event loop; 0 is one per core.
     pub workers: usize,
+    /// Bind worker i to the i-th core of the process's affinity, when there are as many workers as
+    /// such cores (`server.rs` says why).
+    pub pin_workers: bool,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +71,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             workers: 0,
+            pin_workers: true,
         }
     }
 }

@@ -1,0 +1,100 @@
+//! Binding the workers to cores: with one worker per core of the process's affinity, each worker is
+//! bound to its own core; with `pin_workers` off, or a worker count that differs, none is bound.
+//! The cores are read back from `/proc`, not from the code under test.
+//!
+//! Alone in its file, so that the worker threads it reads are its own server's: each test file is a
+//! process of its own. One test, so that two servers never run at once.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::http::{config, read_answer, state_with, EXAMPLE, EXAMPLE_RESPONSE};
+use tokio::io::AsyncWriteExt;
+use xgserve::http::HttpConfig;
+
+/// The cores in a `Cpus_allowed_list` line of `/proc/.../status`, such as `0-1` or `0,2-3`.
+fn cores_in(list: &str) -> BTreeSet<usize> {
+    let mut cores = BTreeSet::new();
+    for range in list.trim().split(',') {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        cores.extend(first.parse::<usize>().unwrap()..=last.parse::<usize>().unwrap());
+    }
+    cores
+}
+
+fn allowed_cores(status: &str) -> BTreeSet<usize> {
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    cores_in(list)
+}
+
+/// The cores each of this process's worker threads may run on.
+fn worker_cores() -> Vec<BTreeSet<usize>> {
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.starts_with("xgserve-http-"));
+        if let (true, Ok(status)) = (named, std::fs::read_to_string(path.join("status"))) {
+            workers.push(allowed_cores(&status));
+        }
+    }
+    workers
+}
+
+/// Runs a server with `workers` and `pin_workers`, has every worker answer one request (so each
+/// has started and bound itself), and returns the cores each worker may run on.
+async fn cores_of_workers(workers: usize, pin_workers: bool) -> Vec<BTreeSet<usize>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = state_with(HttpConfig {
+        workers,
+        pin_workers,
+        ..config()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(xgserve::http::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let request = format!(
+        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EXAMPLE}",
+        EXAMPLE.len()
+    );
+    // Dealt in turn: one connection per worker.
+    for _ in 0..workers {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.ends_with(EXAMPLE_RESPONSE.trim()), "{answer}");
+    }
+    let cores = worker_cores();
+    assert_eq!(cores.len(), workers, "{cores:?}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    cores
+}
+
+#[tokio::test]
+async fn one_worker_per_core_binds_each_to_its_own_core_and_nothing_else_binds() {
+    let process = allowed_cores(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let count = process.len();
+
+    let bound = cores_of_workers(count, true).await;
+    assert!(
+        bound.iter().all(|cores| cores.len() == 1),
+        "each worker on one core: {bound:?}"
+    );
+    let used: BTreeSet<usize> = bound.iter().flatten().copied().collect();
+    assert_eq!(used, process, "every core of the process, one worker each: {bound:?}");
+
+    for (workers, pin) in [(count, false), (count + 1, true)] {
+        let unbound = cores_of_workers(workers, pin).await;
+        assert!(
+            unbound.iter().all(|cores| *cores == process),
+            "{workers} workers, pin {pin}: none bound, but {unbound:?}"
+        );
+    }
+}
