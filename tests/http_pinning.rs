@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::http::{config, read_answer, state_with, EXAMPLE, EXAMPLE_RESPONSE};
+use common::http::{config, example_request, listening, read_answer, Listening, EXAMPLE_RESPONSE};
 use tokio::io::AsyncWriteExt;
 use xgserve::http::HttpConfig;
 
@@ -48,21 +48,13 @@ fn worker_cores() -> Vec<BTreeSet<usize>> {
 /// Runs a server with `workers` and `pin_workers`, has every worker answer one request (so each
 /// has started and bound itself), and returns the cores each worker may run on.
 async fn cores_of_workers(workers: usize, pin_workers: bool) -> Vec<BTreeSet<usize>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = state_with(HttpConfig {
+    let Listening { address, stop, server } = listening(HttpConfig {
         workers,
         pin_workers,
         ..config()
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xgserve::http::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let request = format!(
-        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EXAMPLE}",
-        EXAMPLE.len()
-    );
+    })
+    .await;
+    let request = example_request();
     // Dealt in turn: one connection per worker.
     for _ in 0..workers {
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::http::{config, read_answer, state_with, EXAMPLE, EXAMPLE_RESPONSE};
+use common::http::{config, example_request, listening, read_answer, Listening, EXAMPLE_RESPONSE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xgserve::http::HttpConfig;
 
@@ -34,22 +34,14 @@ fn worker_waits() -> Vec<u64> {
 #[tokio::test]
 async fn every_worker_serves_and_all_stop_with_the_server() {
     const WORKERS: usize = 3;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = state_with(HttpConfig {
+    let Listening { address, stop, server } = listening(HttpConfig {
         workers: WORKERS,
         ..config()
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xgserve::http::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    })
+    .await;
 
     // More connections than workers, so each worker gets two or three; each asks twice.
-    let request = format!(
-        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EXAMPLE}",
-        EXAMPLE.len()
-    );
+    let request = example_request();
     let mut connections = Vec::new();
     for _ in 0..7 {
         connections.push(tokio::net::TcpStream::connect(address).await.unwrap());

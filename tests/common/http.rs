@@ -123,3 +123,31 @@ pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
         }
     }
 }
+
+/// The Bento example as a raw HTTP/1.1 request, for tests that speak to a real listener.
+pub fn example_request() -> String {
+    format!(
+        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{EXAMPLE}",
+        EXAMPLE.len()
+    )
+}
+
+/// A server on a port-0 listener, from [`listening`].
+pub struct Listening {
+    pub address: std::net::SocketAddr,
+    /// Sending (or dropping) it starts the shutdown.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// `xgserve::http::run`'s task.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Runs `xgserve::http::run` with `config` on a port-0 listener until `stop` is used.
+pub async fn listening(config: HttpConfig) -> Listening {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(xgserve::http::run(listener, state_with(config), async move {
+        let _ = stopped.await;
+    }));
+    Listening { address, stop, server }
+}
