@@ -44,6 +44,7 @@ pub fn shipped_bundle_copy() -> tempfile::TempDir {
 }
 
 pub mod http;
+pub mod logs;
 pub mod process;
 #[cfg(feature = "stream")]
 pub mod services;
