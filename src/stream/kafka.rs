@@ -306,28 +306,20 @@ impl Pending {
                 }
                 Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
             };
-            let sink = match self.deliveries.pop_front().expect("not empty").1 {
-                Delivered::Priced => {
-                    metrics.produced.inc();
-                    true
-                }
-                Delivered::Tombstone => {
-                    metrics.tombstones.inc();
-                    true
-                }
-                Delivered::DeadLetter(kind) => {
-                    metrics.dead_letter(&kind);
-                    false
-                }
-            };
+            let (_, delivered) = self.deliveries.pop_front().expect("not empty");
             // Where the broker says it stored the record: with this module's log at debug, a record
             // missing from a topic can be told from one never sent.
             tracing::debug!(
-                sink,
+                sink = !matches!(delivered, Delivered::DeadLetter(_)),
                 partition = stored.partition,
                 offset = stored.offset,
                 "acknowledged"
             );
+            match delivered {
+                Delivered::Priced => metrics.produced.inc(),
+                Delivered::Tombstone => metrics.tombstones.inc(),
+                Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
+            }
         }
         Ok(())
     }
