@@ -10,7 +10,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::http::{
-    config, get, post, read_answer, send, state, state_of, state_with, stuck, EXAMPLE, EXAMPLE_RESPONSE,
+    config, example_request, get, listening, post, read_answer, send, state, state_of, state_with, stuck, Listening,
+    EXAMPLE, EXAMPLE_RESPONSE,
 };
 use xgserve::http::HttpConfig;
 
@@ -459,27 +460,23 @@ async fn reload_swaps_a_good_bundle_and_refuses_a_bad_one_while_the_old_serves()
 #[tokio::test]
 async fn real_listener_finishes_a_request_in_flight_when_shut_down() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = state();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xgserve::http::run(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let Listening {
+        address,
+        state,
+        stop,
+        server,
+    } = listening(config()).await;
 
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let head = format!(
-        "POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        EXAMPLE.len()
-    );
-    // Headers and half the body, then the shutdown, then the rest of the body.
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&EXAMPLE.as_bytes()[..100]).await.unwrap();
+    let request = example_request();
+    // Headers and the body's first 100 bytes, then the shutdown, then the rest of the body.
+    let split = request.len() - EXAMPLE.len() + 100;
+    stream.write_all(&request.as_bytes()[..split]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!state.is_ready(), "not ready once shutdown starts");
-    stream.write_all(&EXAMPLE.as_bytes()[100..]).await.unwrap();
+    stream.write_all(&request.as_bytes()[split..]).await.unwrap();
 
     let mut response = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
@@ -505,15 +502,16 @@ async fn real_listener_finishes_a_request_in_flight_when_shut_down() {
 #[tokio::test]
 async fn a_shed_request_leaves_its_connection_usable() {
     use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = state_with(HttpConfig {
+    // Kept to the end: dropping `stop` would start the shutdown.
+    let Listening {
+        address, stop: _stop, ..
+    } = listening(HttpConfig {
         max_concurrency: 1,
         max_body_bytes: 1 << 20,
         request_timeout: Duration::from_secs(5),
         ..config()
-    });
-    tokio::spawn(xgserve::http::run(listener, state, std::future::pending()));
+    })
+    .await;
 
     // The one permit, held by a body that never finishes.
     let mut holder = tokio::net::TcpStream::connect(address).await.unwrap();

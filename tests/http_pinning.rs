@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::http::{config, example_request, listening, read_answer, Listening, EXAMPLE_RESPONSE};
+use common::http::{config, example_request, listening, read_answer, worker_statuses, Listening, EXAMPLE_RESPONSE};
 use common::logs::Captured;
 use tokio::io::AsyncWriteExt;
 use xgserve::http::HttpConfig;
@@ -36,15 +36,7 @@ fn allowed_cores(status: &str) -> BTreeSet<usize> {
 
 /// The cores each of this process's worker threads may run on.
 fn worker_cores() -> Vec<BTreeSet<usize>> {
-    let mut workers = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path();
-        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.starts_with("xgserve-http-"));
-        if let (true, Ok(status)) = (named, std::fs::read_to_string(path.join("status"))) {
-            workers.push(allowed_cores(&status));
-        }
-    }
-    workers
+    worker_statuses().iter().map(|status| allowed_cores(status)).collect()
 }
 
 /// Runs a server with `workers` and `pin_workers`, has every worker answer one request (so each
@@ -53,7 +45,9 @@ fn worker_cores() -> Vec<BTreeSet<usize>> {
 async fn cores_of_workers(workers: usize, pin_workers: bool) -> (Vec<BTreeSet<usize>>, serde_json::Value) {
     let captured = Captured::default();
     let logging = captured.log("xgserve=info");
-    let Listening { address, stop, server } = listening(HttpConfig {
+    let Listening {
+        address, stop, server, ..
+    } = listening(HttpConfig {
         workers,
         pin_workers,
         ..config()

@@ -8,33 +8,30 @@ mod common;
 
 use std::time::Duration;
 
-use common::http::{config, example_request, listening, read_answer, Listening, EXAMPLE_RESPONSE};
+use common::http::{config, example_request, listening, read_answer, worker_statuses, Listening, EXAMPLE_RESPONSE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xgserve::http::HttpConfig;
 
 /// For each thread of this process named as the server names its workers, how many times it has
 /// waited: a worker that has served requests waited for each of them; an idle one, once.
 fn worker_waits() -> Vec<u64> {
-    let mut waits = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path();
-        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.starts_with("xgserve-http-"));
-        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
-        let count = status
-            .lines()
-            .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|n| n.trim().parse().ok());
-        if let (true, Some(count)) = (named, count) {
-            waits.push(count);
-        }
-    }
-    waits
+    worker_statuses()
+        .iter()
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn every_worker_serves_and_all_stop_with_the_server() {
     const WORKERS: usize = 3;
-    let Listening { address, stop, server } = listening(HttpConfig {
+    let Listening {
+        address, stop, server, ..
+    } = listening(HttpConfig {
         workers: WORKERS,
         ..config()
     })

@@ -135,6 +135,8 @@ pub fn example_request() -> String {
 /// A server on a port-0 listener, from [`listening`].
 pub struct Listening {
     pub address: std::net::SocketAddr,
+    /// The server's state, to look at while it runs.
+    pub state: AppState,
     /// Sending (or dropping) it starts the shutdown.
     pub stop: tokio::sync::oneshot::Sender<()>,
     /// `xgserve::http::run`'s task.
@@ -146,8 +148,28 @@ pub async fn listening(config: HttpConfig) -> Listening {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xgserve::http::run(listener, state_with(config), async move {
+    let state = state_with(config);
+    let server = tokio::spawn(xgserve::http::run(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
-    Listening { address, stop, server }
+    Listening {
+        address,
+        state,
+        stop,
+        server,
+    }
+}
+
+/// The `/proc` status of each of this process's threads named as the server names its workers;
+/// a thread that exits while they are read is left out.
+pub fn worker_statuses() -> Vec<String> {
+    let mut statuses = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.starts_with("xgserve-http-"));
+        if let (true, Ok(status)) = (named, std::fs::read_to_string(path.join("status"))) {
+            statuses.push(status);
+        }
+    }
+    statuses
 }
