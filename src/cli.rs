@@ -208,6 +208,11 @@ pub struct ServeArgs {
     /// shared with other busy work.
     #[arg(long, env = "XGSERVE_PIN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub pin_workers: bool,
+    /// The time slice, in µs, each worker asks of Linux's scheduler (EEVDF, 6.12 and later): a
+    /// request wakes its worker and the worker runs at once, instead of waiting out a longer slice
+    /// of whatever else holds the core. The kernel clamps it to 100-100,000; 0 keeps the kernel's.
+    #[arg(long, env = "XGSERVE_WORKER_SLICE_US", default_value_t = 100)]
+    pub worker_slice_us: u64,
 }
 
 /// A value that never appears in logs or `Debug` output.
@@ -289,6 +294,7 @@ mod tests {
         assert_eq!(args.log_format, "text");
         assert_eq!(args.workers, 0);
         assert!(args.pin_workers);
+        assert_eq!(args.worker_slice_us, 100);
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn config(args: &ServeArgs) -> HttpConfig {
         cors_origins: args.cors_origins.clone(),
         workers: args.workers,
         pin_workers: args.pin_workers,
+        worker_slice: (args.worker_slice_us > 0).then(|| Duration::from_micros(args.worker_slice_us)),
     }
 }
 

@@ -59,6 +59,8 @@ pub struct HttpConfig {
     /// Bind worker i to the i-th core of the process's affinity, when there are as many workers as
     /// such cores (`server.rs` says why).
     pub pin_workers: bool,
+    /// The scheduler time slice each worker asks for; `None` keeps the kernel's (`server.rs` says why).
+    pub worker_slice: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +74,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             workers: 0,
             pin_workers: true,
+            worker_slice: Some(Duration::from_micros(100)),
         }
     }
 }

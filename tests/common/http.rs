@@ -163,13 +163,19 @@ pub async fn listening(config: HttpConfig) -> Listening {
 /// The `/proc` status of each of this process's threads named as the server names its workers;
 /// a thread that exits while they are read is left out.
 pub fn worker_statuses() -> Vec<String> {
-    let mut statuses = Vec::new();
+    worker_files("status")
+}
+
+/// The `/proc/self/task/*/{file}` of each of this process's threads named as the server names its
+/// workers; a thread that exits while they are read is left out.
+pub fn worker_files(file: &str) -> Vec<String> {
+    let mut files = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let path = task.unwrap().path();
         let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.starts_with("xgserve-http-"));
-        if let (true, Ok(status)) = (named, std::fs::read_to_string(path.join("status"))) {
-            statuses.push(status);
+        if let (true, Ok(text)) = (named, std::fs::read_to_string(path.join(file))) {
+            files.push(text);
         }
     }
-    statuses
+    files
 }
