@@ -182,6 +182,12 @@ pub struct ServeArgs {
     /// A prediction taking longer than this many milliseconds is abandoned with 503.
     #[arg(long, env = "XGSERVE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's line and headers, counted from the connection's
+    /// start or the end of the previous answer; the connection is closed after that. So a client
+    /// trickling its headers cannot hold a connection, and an idle keep-alive connection closes
+    /// after this long. 0 waits forever.
+    #[arg(long, env = "XGSERVE_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub header_read_timeout_ms: u64,
     /// Bearer token required by /predict, v2 infer and /admin/reload (which is off without one).
     #[arg(long, env = "XGSERVE_API_KEY")]
     pub api_key: Option<Secret>,
@@ -288,6 +294,7 @@ mod tests {
         assert_eq!(args.model, PathBuf::from(DEFAULT_MODEL_DIR));
         assert_eq!((args.max_rows, args.max_body_bytes), (10_000, 8 * 1024 * 1024));
         assert_eq!((args.max_concurrency, args.request_timeout_ms), (256, 10_000));
+        assert_eq!(args.header_read_timeout_ms, 30_000);
         assert_eq!(args.api_key, None);
         assert!(args.cors_origins.is_empty());
         assert_eq!((args.shutdown_delay_ms, args.shutdown_grace_seconds), (1000, 30));

@@ -1,6 +1,7 @@
 //! The HTTP API in-process (`oneshot`): every route, every error kind, auth, load shedding,
-//! metrics, reload and the v2 protocol; and one real listener on port 0 that drains a request in
-//! flight when told to shut down.
+//! metrics, reload and the v2 protocol; and real listeners on port 0: one drains a request in flight
+//! when told to shut down, one keeps a shed request's connection, one closes connections slow to
+//! send a request's head.
 
 mod common;
 
@@ -540,4 +541,80 @@ async fn a_shed_request_leaves_its_connection_usable() {
     );
 
     drop(holder);
+}
+
+/// How a connection that sends no more ends: `Some(elapsed)` when the server closes it within
+/// `wait`, `None` when it is still open then.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+        Ok(Ok(0)) => Some(started.elapsed()),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => Some(started.elapsed()),
+        Ok(other) => panic!("the server sent something: {other:?} {byte:?}"),
+        Err(_) => None,
+    }
+}
+
+/// A client has `header_read_timeout` to send a request's head, counted from the connection's start
+/// or the end of the previous answer: one that trickles it, sends none, or sits idle after an
+/// answer is disconnected, while one that keeps asking keeps its connection; with no timeout,
+/// nothing is disconnected.
+#[tokio::test]
+async fn a_connection_slow_to_send_a_head_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let Listening {
+        address, stop: _stop, ..
+    } = listening(HttpConfig {
+        header_read_timeout: Some(TIMEOUT),
+        ..config()
+    })
+    .await;
+    let connect = || tokio::net::TcpStream::connect(address);
+    let request = example_request();
+
+    let opened = std::time::Instant::now();
+    let mut trickling = connect().await.unwrap();
+    trickling
+        .write_all(b"POST /predict HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = connect().await.unwrap();
+    let mut idle = connect().await.unwrap();
+    // Before the answer, so before the server starts counting.
+    let asked = std::time::Instant::now();
+    idle.write_all(request.as_bytes()).await.unwrap();
+    assert!(read_answer(&mut idle).await.ends_with(EXAMPLE_RESPONSE.trim()));
+    // Asking more often than the timeout, for longer than it: the last request comes ~400 ms after
+    // the connection opened.
+    let mut busy = connect().await.unwrap();
+    for _ in 0..5 {
+        busy.write_all(request.as_bytes()).await.unwrap();
+        let answer = read_answer(&mut busy).await;
+        assert!(answer.ends_with(EXAMPLE_RESPONSE.trim()), "{answer}");
+        tokio::time::sleep(TIMEOUT / 3).await;
+    }
+
+    for (name, stream, since) in [
+        ("trickling", &mut trickling, opened),
+        ("silent", &mut silent, opened),
+        ("idle", &mut idle, asked),
+    ] {
+        let closed = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(closed.is_some(), "the {name} connection is still open");
+        assert!(since.elapsed() >= TIMEOUT, "the {name} connection closed early");
+    }
+
+    // Without the timeout, a silent connection stays.
+    let Listening {
+        address, stop: _stop, ..
+    } = listening(HttpConfig {
+        header_read_timeout: None,
+        ..config()
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert_eq!(closed_within(&mut silent, 3 * TIMEOUT).await, None);
 }

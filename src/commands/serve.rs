@@ -26,6 +26,8 @@ fn config(args: &ServeArgs) -> HttpConfig {
         api_key: args.api_key.as_ref().map(|s| s.0.clone()),
         max_concurrency: args.max_concurrency,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        header_read_timeout: (args.header_read_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.header_read_timeout_ms)),
         cors_origins: args.cors_origins.clone(),
         workers: args.workers,
         pin_workers: args.pin_workers,

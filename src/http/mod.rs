@@ -52,6 +52,9 @@ pub struct HttpConfig {
     pub max_concurrency: usize,
     /// A prediction taking longer is abandoned with 503.
     pub request_timeout: Duration,
+    /// A connection that takes longer to send a request's head (or sits idle between requests) is
+    /// closed; `None` waits forever.
+    pub header_read_timeout: Option<Duration>,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
     /// Threads serving connections, each running its own event loop; 0 is one per core.
@@ -71,6 +74,7 @@ impl Default for HttpConfig {
             api_key: None,
             max_concurrency: 256,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Some(Duration::from_secs(30)),
             cors_origins: Vec::new(),
             workers: 0,
             pin_workers: true,

@@ -22,6 +22,8 @@ use super::{ColumnMap, RowError};
 /// Backoff after the first failure, doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long an idle connection to the backend is kept for the next batch.
+const IDLE_CONNECTION: Duration = Duration::from_secs(20);
 
 /// A `/predict` endpoint.
 #[derive(Clone)]
@@ -51,7 +53,11 @@ impl Client {
         if url.scheme_str() != Some("http") {
             anyhow::bail!("--predict-url {url} must be http:// (put TLS in a sidecar or proxy)");
         }
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+        // Idle connections are dropped before xgserve's 30 s header read timeout closes them, so a
+        // batch is never written to a connection the server is closing (it would be retried anyway).
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_CONNECTION)
+            .build_http();
         Ok(Self {
             http,
             url,
