@@ -11,14 +11,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-
-use common::http::{
-    config, example_request, listening, read_answer, worker_files, worker_statuses, Listening, EXAMPLE_RESPONSE,
-};
-use common::logs::Captured;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
+use common::http::{config, example_request, listening, read_answer, worker_files, Listening, EXAMPLE_RESPONSE};
+use common::logs::Captured;
+use tokio::io::AsyncWriteExt;
 use xgserve::http::HttpConfig;
 
 /// The cores in a `Cpus_allowed_list` line of `/proc/.../status`, such as `0-1` or `0,2-3`.
@@ -41,7 +38,10 @@ fn allowed_cores(status: &str) -> BTreeSet<usize> {
 
 /// The cores each of this process's worker threads may run on.
 fn worker_cores() -> Vec<BTreeSet<usize>> {
-    worker_statuses().iter().map(|status| allowed_cores(status)).collect()
+    worker_files("status")
+        .iter()
+        .map(|status| allowed_cores(status))
+        .collect()
 }
 
 /// The time slice, in ns, in a thread's `/proc/.../sched`; `None` where the kernel shows none.

@@ -8,14 +8,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::http::{config, example_request, listening, read_answer, worker_statuses, Listening, EXAMPLE_RESPONSE};
+use common::http::{config, example_request, listening, read_answer, worker_files, Listening, EXAMPLE_RESPONSE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xgserve::http::HttpConfig;
 
 /// For each thread of this process named as the server names its workers, how many times it has
 /// waited: a worker that has served requests waited for each of them; an idle one, once.
 fn worker_waits() -> Vec<u64> {
-    worker_statuses()
+    worker_files("status")
         .iter()
         .filter_map(|status| {
             status

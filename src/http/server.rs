@@ -21,9 +21,9 @@
 //! slice (`sched_setattr`, 6.12 and later) is put first, which is what the kernel offers
 //! latency-sensitive tasks. So a worker that a request woke on a core where wrk ran waited up to a
 //! slice. Each worker now asks for 100 µs (`--worker-slice-us`), the shortest the kernel grants, and
-//! runs soon after its request comes. With two wrk threads this cut the 2-row
-//! p99 to under 2 ms in most runs, at no cost in rate (README, Performance). It needs no privilege,
-//! and older kernels ignore it.
+//! runs soon after its request comes. With two wrk threads this cut the 2-row p99 to under 2 ms in
+//! most runs, at no cost in rate (README, Performance). It needs no privilege, and older kernels
+//! ignore it.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -111,12 +111,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("xgserve-http-{index}"))
                 .spawn(move || {
-                    if let Some(core) = core {
-                        if let Err(error) = scheduler::pin(core) {
-                            tracing::warn!(%error, core, "cannot bind a worker to its core; the kernel places it");
-                        }
-                    }
-                    let _ = granted.send(slice.and_then(ask_slice));
+                    let _ = granted.send(place(core, slice));
                     runtime.block_on(async move {
                         while let Some((stream, watcher)) = dealt.recv().await {
                             serve(stream, watcher, service.clone(), header_read_timeout);
@@ -218,10 +213,16 @@ fn cores_to_pin(workers: usize) -> Option<Vec<usize>> {
     }
 }
 
-/// Asks for a time slice of `slice` for the calling worker, and returns the slice it then holds;
-/// `None` where the kernel keeps no slice per thread, or refused (logged).
-fn ask_slice(slice: Duration) -> Option<Duration> {
-    match scheduler::ask_slice(slice) {
+/// Binds the calling worker to `core` and asks for a time slice of `slice`, each when given, and
+/// returns the slice it then holds: `None` where none was asked, the kernel keeps no slice per
+/// thread, or it refused. A refusal is logged and the worker serves anyway.
+fn place(core: Option<usize>, slice: Option<Duration>) -> Option<Duration> {
+    if let Some(core) = core {
+        if let Err(error) = scheduler::pin(core) {
+            tracing::warn!(%error, core, "cannot bind a worker to its core; the kernel places it");
+        }
+    }
+    match scheduler::ask_slice(slice?) {
         Ok(granted) => granted,
         Err(error) => {
             tracing::warn!(%error, "cannot shorten a worker's time slice; it keeps the kernel's");

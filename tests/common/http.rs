@@ -160,12 +160,6 @@ pub async fn listening(config: HttpConfig) -> Listening {
     }
 }
 
-/// The `/proc` status of each of this process's threads named as the server names its workers;
-/// a thread that exits while they are read is left out.
-pub fn worker_statuses() -> Vec<String> {
-    worker_files("status")
-}
-
 /// The `/proc/self/task/*/{file}` of each of this process's threads named as the server names its
 /// workers; a thread that exits while they are read is left out.
 pub fn worker_files(file: &str) -> Vec<String> {
