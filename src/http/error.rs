@@ -36,6 +36,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the prediction took longer than {0} ms")]
     Timeout(u128),
+    /// Our fault, not the request's: a prediction that panicked or whose task was cancelled. The
+    /// detail goes to the log (with the request id), never to the client.
+    #[error("the server failed to answer this request; it is logged under the request's x-request-id")]
+    Internal(String),
 }
 
 /// The JSON body of every error response.
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::Overloaded | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -95,6 +100,7 @@ impl ApiError {
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout(_) => "timeout",
+            ApiError::Internal(_) => "internal",
         }
     }
 

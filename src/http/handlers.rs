@@ -1,5 +1,7 @@
 //! The route handlers of the Bento-compatible API and the operations routes.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -9,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::middleware::Admission;
 use super::{ApiError, AppState};
 use crate::bundle::Model;
 use crate::input;
@@ -60,7 +63,8 @@ pub async fn predict(State(state): State<AppState>, request: Request) -> Result<
     } else {
         input::decode_json(&bytes, inputs, limits)?
     };
-    let predictions = score(&state, model, batch).await?;
+    let admission = parts.extensions.get::<Admission>().cloned();
+    let predictions = score(&state, admission, request_id(&parts.headers), model, batch).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         pyfloat::float32_array(&predictions),
@@ -68,23 +72,49 @@ pub async fn predict(State(state): State<AppState>, request: Request) -> Result<
         .into_response())
 }
 
+/// The request's id as the observe layer set it, for log lines.
+pub(super) fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned()
+}
+
 /// Scores a batch (inline when small, on the blocking pool when large) and records its metrics.
-pub(super) async fn score(state: &AppState, model: std::sync::Arc<Model>, batch: Batch) -> Result<Vec<f32>, ApiError> {
+///
+/// The work holds the request's admission until it has really ended, whatever happens to the
+/// request meanwhile. A panic in it, or a task cancelled before it ran, is the server's fault: a 500
+/// whose body names nothing of the cause, which is logged with the request id instead.
+pub(super) async fn score(
+    state: &AppState,
+    admission: Option<Admission>,
+    request_id: String,
+    model: Arc<Model>,
+    batch: Batch,
+) -> Result<Vec<f32>, ApiError> {
     let rows = batch.rows();
     let run = move || {
+        let _admitted = admission;
         let started = Instant::now();
         let mut unknown = vec![0u64; model.preprocessor.inputs().len()];
-        let result = model.predict_counting(&batch, &mut unknown);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            fail::fail_point!("score");
+            model.predict_counting(&batch, &mut unknown)
+        }));
         (model, result, unknown, started.elapsed().as_secs_f64())
     };
-    let (model, result, unknown, seconds) = if rows <= INLINE_ROWS {
-        run()
+    let outcome = if rows <= INLINE_ROWS {
+        Ok(run())
     } else {
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| ApiError::BodyRead(format!("prediction task failed: {e}")))?
+        tokio::task::spawn_blocking(run).await
     };
-    let predictions = result?;
+    let fault = |detail: String| {
+        tracing::error!(request_id, rows, detail, "prediction failed; answered 500");
+        ApiError::Internal(detail)
+    };
+    let (model, result, unknown, seconds) = outcome.map_err(|e| fault(format!("prediction task: {e}")))?;
+    let predictions = result.map_err(|panic| fault(format!("prediction panicked: {}", panic_text(&*panic))))??;
     let named: Vec<(&str, u64)> = model
         .preprocessor
         .inputs()
@@ -94,6 +124,15 @@ pub(super) async fn score(state: &AppState, model: std::sync::Arc<Model>, batch:
         .collect();
     state.metrics.record_prediction(rows, seconds, &named);
     Ok(predictions)
+}
+
+/// What a panic said, when it said it as text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
 }
 
 pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {

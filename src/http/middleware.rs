@@ -5,18 +5,27 @@
 //! service on every request, a cost the 2-row `/predict` (a few microseconds of work) felt.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
 use tower::{Layer, Service};
 
 use super::{Answer, ApiError, AppState};
 
 /// Longest a shed request's body is read for before the 503 goes out.
 const DISCARD_TIME: Duration = Duration::from_secs(1);
+
+/// A prediction's permit. The guard holds one handle until its answer goes out, and the handler
+/// moves another (from the request's extensions) into the prediction work, so the permit returns
+/// only when both have ended: a request abandoned at its deadline, or by its client, keeps its
+/// permit while its prediction still runs on the blocking pool.
+#[derive(Clone)]
+pub struct Admission(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 /// Guards routes: with `--api-key` set they need `Authorization: Bearer <key>`; with `shed`, each
 /// request also takes one of `--max-concurrency` permits or is refused at once with 503 and
@@ -68,7 +77,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Answer {
+    fn call(&mut self, mut request: Request) -> Answer {
         let state = &self.layer.state;
         if let Some(key) = state.config.api_key.as_deref() {
             let given = request
@@ -93,6 +102,8 @@ where
                 Ok(ApiError::Overloaded.into_response())
             });
         };
+        let admission = Admission(Arc::new(permit));
+        request.extensions_mut().insert(admission.clone());
         let deadline = state.config.request_timeout;
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -100,7 +111,7 @@ where
                 Ok(Ok(response)) => response,
                 Err(_) => ApiError::Timeout(deadline.as_millis()).into_response(),
             };
-            drop(permit);
+            drop(admission);
             Ok(answer)
         })
     }

@@ -2,8 +2,7 @@
 //! BYTES for text and FP32/FP64/INT32/INT64 for numbers, one FP32 output named `predict`. The
 //! request is decoded in `input::v2`.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::handlers::{read_body, score};
+use super::handlers::{read_body, request_id, score};
+use super::middleware::Admission;
 use super::{ApiError, AppState, V2Error};
 use crate::bundle::Model;
 use crate::input;
@@ -193,18 +193,20 @@ pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>
     ),
     security((), ("bearer" = []))
 )]
-pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, body: Body) -> Response {
-    match infer_inner(&state, &name, body).await {
+pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
+    match infer_inner(&state, &name, request).await {
         Ok(response) => response,
         Err(e) => e.into_v2_response(),
     }
 }
 
-async fn infer_inner(state: &AppState, name: &str, body: Body) -> Result<Response, ApiError> {
+async fn infer_inner(state: &AppState, name: &str, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
     let model = known(state, name)?;
     let bytes = read_body(body, state.config.max_body_bytes).await?;
     let (id, batch) = input::decode_v2(&bytes, model.preprocessor.inputs(), state.config.limits)?;
-    let predictions = score(state, model.clone(), batch).await?;
+    let admission = parts.extensions.get::<Admission>().cloned();
+    let predictions = score(state, admission, request_id(&parts.headers), model.clone(), batch).await?;
     let id = id
         .map(|id| format!(",\"id\":{}", Value::String(id)))
         .unwrap_or_default();

@@ -1,0 +1,153 @@
+//! The server's own faults, injected with fail points (feature `failpoints`, on under
+//! `cargo test --all-features`): a prediction that panics is a 500 that names nothing of the cause,
+//! logged with the request id, and the server goes on serving; a prediction abandoned at its deadline
+//! keeps its permit until it has really stopped.
+//!
+//! Fail points are global to the process, so this file is its own test binary and runs its steps in
+//! one test, one after the other.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::http::{config, post, send, state_with, EXAMPLE, EXAMPLE_RESPONSE};
+use common::logs::Captured;
+use xgserve::http::{AppState, HttpConfig};
+
+/// The example's two cars repeated to `rows` rows: above 256 the prediction runs on the blocking
+/// pool, at or below it inline.
+fn rows(rows: usize) -> String {
+    let example: serde_json::Map<String, serde_json::Value> = serde_json::from_str(EXAMPLE).unwrap();
+    let columns: serde_json::Map<String, serde_json::Value> = example
+        .into_iter()
+        .map(|(name, values)| {
+            let values = values.as_array().unwrap();
+            (name, values.iter().cycle().take(rows).cloned().collect())
+        })
+        .collect();
+    serde_json::Value::Object(columns).to_string()
+}
+
+fn v2_request() -> String {
+    serde_json::json!({"inputs": [
+        {"name": "model", "shape": [1], "datatype": "BYTES", "data": ["Fiesta"]},
+        {"name": "year", "shape": [1], "datatype": "INT64", "data": [2017]},
+        {"name": "transmission", "shape": [1], "datatype": "BYTES", "data": ["Manual"]},
+        {"name": "mileage", "shape": [1], "datatype": "INT64", "data": [15944]},
+        {"name": "fuelType", "shape": [1], "datatype": "BYTES", "data": ["Petrol"]},
+        {"name": "tax", "shape": [1], "datatype": "INT64", "data": [150]},
+        {"name": "mpg", "shape": [1], "datatype": "FP64", "data": [57.7]},
+        {"name": "engineSize", "shape": [1], "datatype": "FP64", "data": [1.0]},
+    ]})
+    .to_string()
+}
+
+async fn predict(state: &AppState, body: String) -> common::http::Answer {
+    send(state, post("/predict", "application/json", body)).await
+}
+
+#[tokio::test]
+async fn a_panicked_prediction_is_a_500_and_an_abandoned_one_keeps_its_permit() {
+    let state = state_with(config());
+    let name = state.model().manifest.name.clone();
+    let log = Captured::default();
+    let logging = log.log("error");
+
+    fail::cfg("score", "panic(secret engine detail)").unwrap();
+    for (what, request) in [
+        ("inline, 2 rows", post("/predict", "application/json", EXAMPLE)),
+        (
+            "blocking pool, 300 rows",
+            post("/predict", "application/json", rows(300)),
+        ),
+        (
+            "v2 infer",
+            post(&format!("/v2/models/{name}/infer"), "application/json", v2_request()),
+        ),
+    ] {
+        let answer = send(&state, request).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{what}: {}",
+            answer.body
+        );
+        assert!(
+            !answer.body.contains("secret") && !answer.body.contains("panic"),
+            "{what}: the body names the cause: {}",
+            answer.body
+        );
+        if !what.starts_with("v2") {
+            assert_eq!(answer.json()["error_type"], "internal", "{what}");
+        }
+        let id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+        let logged = log.entries().into_iter().any(|entry| {
+            entry["fields"]["request_id"] == id.as_str()
+                && entry["fields"]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("secret engine detail"))
+        });
+        assert!(
+            logged,
+            "{what}: no error line with request id {id}: {:?}",
+            log.entries()
+        );
+    }
+    fail::remove("score");
+    drop(logging);
+
+    let answer = predict(&state, EXAMPLE.to_owned()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "the server stopped serving: {}",
+        answer.body
+    );
+    assert_eq!(answer.body, EXAMPLE_RESPONSE.trim_end());
+    let answer = predict(&state, rows(300)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let metrics = state.metrics.render();
+    assert!(
+        metrics.contains(r#"xgserve_http_requests_total{method="POST",route="/predict",status="500"} 2"#),
+        "{metrics}"
+    );
+
+    // One permit, a 200 ms deadline, and a prediction that takes 1.5 s.
+    let state = state_with(HttpConfig {
+        max_concurrency: 1,
+        request_timeout: Duration::from_millis(200),
+        ..config()
+    });
+    fail::cfg("score", "sleep(1500)").unwrap();
+    let started = Instant::now();
+    let answer = predict(&state, rows(300)).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    assert_eq!(answer.json()["error_type"], "timeout");
+    fail::remove("score");
+    let answer = predict(&state, EXAMPLE.to_owned()).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a request was admitted while the abandoned prediction still ran: {}",
+        answer.body
+    );
+    assert_eq!(answer.json()["error_type"], "overloaded");
+    // Once the prediction has ended, its permit is back.
+    loop {
+        let answer = predict(&state, EXAMPLE.to_owned()).await;
+        if answer.status == StatusCode::OK {
+            assert!(
+                started.elapsed() >= Duration::from_millis(1400),
+                "admitted before the work ended"
+            );
+            break;
+        }
+        assert_eq!(answer.json()["error_type"], "overloaded");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the permit never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
