@@ -17,6 +17,7 @@ RUN mkdir -p src benches \
  && echo 'fn main() {}' > benches/stream.rs \
  && cargo build --release --locked --features stream \
  && rm -rf src benches
+COPY build.rs ./
 COPY src src
 COPY benches benches
 # Make cargo see the real sources as newer than the placeholder build.
@@ -28,8 +29,8 @@ WORKDIR /app
 COPY --from=build /src/target/release/xgserve /usr/local/bin/xgserve
 COPY models models
 USER 10001
-# 3000: the HTTP server; 3001: the bridge's health and metrics (`xgserve stream`).
-EXPOSE 3000 3001
+# 3000: the HTTP server; 8001: its gRPC service; 3001: the bridge's health and metrics (`xgserve stream`).
+EXPOSE 3000 8001 3001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["xgserve", "healthcheck"]
 ENTRYPOINT ["xgserve"]
 CMD ["serve"]

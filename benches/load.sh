@@ -31,7 +31,7 @@ PY
 
 start=$(date +%s%N)
 # At the default log level, as `cargo run --release` runs it; the server's log goes to a file.
-RUST_LOG=info target/release/xgserve serve --host 127.0.0.1 --port "$port" --max-concurrency 4096 \
+RUST_LOG=info target/release/xgserve serve --host 127.0.0.1 --port "$port" --grpc-port 0 --max-concurrency 4096 \
   > "$work/server.log" 2>&1 &
 server=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do

@@ -67,7 +67,7 @@ class Server:
         # The default log level, as `cargo run --release` runs it.
         env = dict(os.environ, RUST_LOG="info", XGSERVE_API_KEY=TOKEN)
         self.process = subprocess.Popen(
-            [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            [BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--grpc-port", "0", *args],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

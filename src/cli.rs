@@ -167,9 +167,17 @@ pub struct ServeArgs {
     /// Port to listen on (Bento's).
     #[arg(long, env = "XGSERVE_PORT", default_value_t = 3000)]
     pub port: u16,
+    /// Port of the Open Inference Protocol's gRPC service (Triton's); 0 takes any free port, which
+    /// the "ready" log line names.
+    #[arg(long, env = "XGSERVE_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
     /// The bundle folder.
     #[arg(long, env = "XGSERVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
     pub model: PathBuf,
+    /// The name the model is served under in the v2 and gRPC routes, instead of the bundle's
+    /// (KServe names it after the InferenceService).
+    #[arg(long, env = "XGSERVE_MODEL_NAME")]
+    pub model_name: Option<String>,
     /// Most rows accepted in one request; more is refused with 413.
     #[arg(long, env = "XGSERVE_MAX_ROWS", default_value_t = 10_000)]
     pub max_rows: usize,

@@ -5,13 +5,16 @@
 //! - [`preprocess`]: the sklearn ColumnTransformer as a declarative spec, raw columns in, features out;
 //! - [`bundle`]: a model folder on disk, checked and loaded into a ready [`bundle::Model`];
 //! - [`input`]: request bodies (columnar JSON, records, CSV) decoded into typed columns;
-//! - [`http`]: the server; [`stream`]: the Kafka bridge for Debezium change events;
+//! - [`core`]: the served model, admission, scoring, metrics and errors, under every transport;
+//! - [`http`]: the HTTP server; [`grpc`]: the Open Inference Protocol over gRPC; [`stream`]: the Kafka bridge for Debezium change events;
 //! - the commands (`cli`, `commands`) that put them to work.
 
 pub mod bundle;
 pub mod cli;
 pub mod commands;
+pub mod core;
 pub mod engine;
+pub mod grpc;
 pub mod http;
 pub mod input;
 pub mod preprocess;

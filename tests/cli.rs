@@ -115,7 +115,7 @@ fn healthcheck_passes_on_a_ready_server_and_fails_otherwise() {
     let url = format!("http://127.0.0.1:{port}/readyz");
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
     assert!(ok, "{stderr}");
-    state.ready.store(false, std::sync::atomic::Ordering::Release);
+    state.stop_ready();
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &url]);
     assert!(!ok && stderr.contains("status \"503\""), "{stderr}");
     stop.send(()).unwrap();
@@ -139,6 +139,8 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
                 "--host",
                 "127.0.0.1",
                 "--port",
+                "0",
+                "--grpc-port",
                 "0",
                 "--log-format",
                 "json",

@@ -1,7 +1,7 @@
 //! The server's own faults, injected with fail points (feature `failpoints`, on under
-//! `cargo test --all-features`): a prediction that panics is a 500 that names nothing of the cause,
-//! logged with the request id, and the server goes on serving; a prediction abandoned at its deadline
-//! keeps its permit until it has really stopped.
+//! `cargo test --all-features`): a prediction that panics is a 500 (INTERNAL over gRPC) that names
+//! nothing of the cause, logged with the request id, and the server goes on serving; a prediction
+//! abandoned at its deadline keeps its permit until it has really stopped.
 //!
 //! Fail points are global to the process, so this file is its own test binary and runs its steps in
 //! one test, one after the other.
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::http::{config, post, send, state_with, EXAMPLE, EXAMPLE_RESPONSE};
 use common::logs::Captured;
+use xgserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use xgserve::grpc::proto::model_infer_request::InferInputTensor;
+use xgserve::grpc::proto::{InferTensorContents, ModelInferRequest};
 use xgserve::http::{AppState, HttpConfig};
 
 /// The example's two cars repeated to `rows` rows: above 256 the prediction runs on the blocking
@@ -41,6 +44,39 @@ fn v2_request() -> String {
         {"name": "engineSize", "shape": [1], "datatype": "FP64", "data": [1.0]},
     ]})
     .to_string()
+}
+
+/// The v2 request's car as a gRPC request with typed contents.
+fn grpc_request(model: &str) -> ModelInferRequest {
+    let request: serde_json::Value = serde_json::from_str(&v2_request()).unwrap();
+    let inputs = request["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tensor| {
+            let value = &tensor["data"][0];
+            let mut contents = InferTensorContents::default();
+            match tensor["datatype"].as_str().unwrap() {
+                "BYTES" => contents
+                    .bytes_contents
+                    .push(value.as_str().unwrap().as_bytes().to_vec().into()),
+                "INT64" => contents.int64_contents.push(value.as_i64().unwrap()),
+                _ => contents.fp64_contents.push(value.as_f64().unwrap()),
+            }
+            InferInputTensor {
+                name: tensor["name"].as_str().unwrap().into(),
+                datatype: tensor["datatype"].as_str().unwrap().into(),
+                shape: vec![1],
+                contents: Some(contents),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs,
+        ..Default::default()
+    }
 }
 
 async fn predict(state: &AppState, body: String) -> common::http::Answer {
@@ -94,8 +130,34 @@ async fn a_panicked_prediction_is_a_500_and_an_abandoned_one_keeps_its_permit() 
             log.entries()
         );
     }
+    // The same over gRPC: INTERNAL, naming nothing of the cause, logged with the request id.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(xgserve::grpc::run(listener, state.core.clone(), std::future::pending()));
+    let mut client = GrpcInferenceServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(grpc_request(&name));
+    request
+        .metadata_mut()
+        .insert("x-request-id", "grpc-panic-1".parse().unwrap());
+    let refused = client.model_infer(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+    assert!(!refused.message().contains("secret"), "{refused:?}");
+    assert!(
+        log.entries()
+            .into_iter()
+            .any(|entry| entry["fields"]["request_id"] == "grpc-panic-1"
+                && entry["fields"]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("secret engine detail"))),
+        "no gRPC error line: {:?}",
+        log.entries()
+    );
     fail::remove("score");
     drop(logging);
+    let answer = client.model_infer(grpc_request(&name)).await.unwrap();
+    assert_eq!(answer.get_ref().raw_output_contents[0].len(), 4, "gRPC stopped serving");
 
     let answer = predict(&state, EXAMPLE.to_owned()).await;
     assert_eq!(

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -189,7 +188,7 @@ async fn health_readiness_info_and_docs() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(unknown.json()["error"].as_str().unwrap().contains("other"));
 
-    state.ready.store(false, Ordering::Release);
+    state.stop_ready();
     assert_eq!(
         send(&state, get("/readyz")).await.status,
         StatusCode::SERVICE_UNAVAILABLE

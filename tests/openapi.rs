@@ -195,13 +195,13 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
         ("/healthz" | "/livez" | "/readyz" | "/info" | "/metrics", 200) => send(&state(), get(path)).await,
         ("/readyz", 503) => {
             let state = state();
-            state.ready.store(false, std::sync::atomic::Ordering::Release);
+            state.stop_ready();
             send(&state, get(path)).await
         }
         ("/v2" | "/v2/health/live" | "/v2/health/ready", 200) => send(&state(), get(path)).await,
         ("/v2/health/ready" | "/v2/models/{name}/ready", 503) => {
             let state = state();
-            state.ready.store(false, std::sync::atomic::Ordering::Release);
+            state.stop_ready();
             send(&state, get(&path.replace("{name}", MODEL))).await
         }
         ("/v2/models/{name}" | "/v2/models/{name}/ready", 200) => {

@@ -1,7 +1,7 @@
 //! Any bytes, as any body format the server takes (columnar or records JSON, CSV, a v2 inference
-//! request), through the decoder and, when it decodes, the shipped model's preprocessing and trees.
-//! Nothing may panic; a decoded batch gets one prediction per row; every refusal of a value names
-//! its column.
+//! request, JSON or with binary tensors), through the decoder and, when it decodes, the shipped
+//! model's preprocessing and trees. Nothing may panic; a decoded batch gets one prediction per row;
+//! every refusal of a value names its column.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -38,10 +38,16 @@ fuzz_target!(|data: &[u8]| {
     let model = model();
     let inputs = model.preprocessor.inputs();
     let limits = Limits { max_rows: 1_000 };
-    let decoded = match format % 3 {
+    let decoded = match format % 4 {
         0 => input::decode_json(body, inputs, limits),
         1 => input::decode_csv(body, inputs, limits),
-        _ => input::decode_v2(body, inputs, limits).map(|(_, batch)| batch),
+        2 => input::decode_v2(body, None, inputs, limits).map(|request| request.batch),
+        _ => {
+            // The binary data extension: a JSON header, then the tensors' bytes, split at the first 0.
+            let split = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+            let binary = body.get(split + 1..).unwrap_or_default();
+            input::decode_v2(&body[..split], Some(binary), inputs, limits).map(|request| request.batch)
+        }
     };
     match decoded {
         Ok(batch) => match model.predict(&batch) {

@@ -1,11 +1,13 @@
 //! `xgserve serve`: load and prove the bundle, then serve it; SIGHUP reloads, SIGTERM/SIGINT drain.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::bundle::Model;
 use crate::cli::ServeArgs;
+use crate::core::Core;
 use crate::http::{self, AppState, HttpConfig};
 use crate::input::Limits;
 
@@ -26,6 +28,7 @@ fn config(args: &ServeArgs) -> HttpConfig {
         api_key: args.api_key.as_ref().map(|s| s.0.clone()),
         max_concurrency: args.max_concurrency,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        model_name: args.model_name.clone(),
         header_read_timeout: (args.header_read_timeout_ms > 0)
             .then(|| Duration::from_millis(args.header_read_timeout_ms)),
         cors_origins: args.cors_origins.clone(),
@@ -43,32 +46,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    let grpc_address = format!("{}:{}", args.host, args.grpc_port);
+    let grpc_listener = std::net::TcpListener::bind(&grpc_address)
+        .with_context(|| format!("cannot listen for gRPC on {grpc_address}"))?;
+    grpc_listener.set_nonblocking(true)?;
+    let config = config(&args);
+    let core = Arc::new(Core::new(model, config.policy()));
+    let model = core.model();
     tracing::info!(
         name = %model.manifest.name,
         version = %model.manifest.version,
         digest = %model.digest,
         parity_cases = model.parity.0 + model.parity.1,
         address = %listener.local_addr()?,
+        grpc_address = %grpc_listener.local_addr()?,
         startup_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
-    let state = AppState::new(model, config(&args));
+    let state = AppState::with_core(core.clone(), config);
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let server = tokio::spawn(http::run(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(http::run(listener, state.clone(), until_stopped()));
+    let grpc = grpc_thread(grpc_listener, core, until_stopped(), state.config.workers)?;
     shutdown_signal().await;
-    state.ready.store(false, std::sync::atomic::Ordering::Release);
+    state.stop_ready();
     // Logged once it is true: a probe that follows this line gets 503.
     tracing::info!("shutting down: not ready, closing connections after their answers");
     tokio::time::sleep(Duration::from_millis(args.shutdown_delay_ms)).await;
     tracing::info!("closing the listener, finishing requests in flight");
-    let _ = stop.send(());
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result??,
+    let _ = stop.send(true);
+    let both = async {
+        let http = server.await;
+        let grpc = grpc.await;
+        http??;
+        grpc??;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(grace, both).await {
+        Ok(result) => result?,
         Err(_) => tracing::warn!(
             seconds = grace.as_secs(),
             "requests still in flight after the grace period; exiting"
@@ -76,6 +99,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves gRPC on a multi-threaded runtime of its own (the accepting runtime here has one thread),
+/// until `stopped`; the receiver says when it has finished.
+fn grpc_thread(
+    listener: std::net::TcpListener,
+    core: Arc<Core>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    workers: usize,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<Result<(), tonic::transport::Error>>> {
+    let threads = if workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        workers
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("grpc")
+        .enable_all()
+        .build()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("grpc".into()).spawn(move || {
+        let result = runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+            crate::grpc::run(listener, core, stopped).await
+        });
+        let _ = done.send(result);
+    })?;
+    Ok(finished)
 }
 
 #[cfg(unix)]

@@ -1,25 +1,16 @@
 //! The route handlers of the Bento-compatible API and the operations routes.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::middleware::Admission;
+use super::body::{self, request_id};
 use super::{ApiError, AppState};
-use crate::bundle::Model;
+use crate::core::Admission;
 use crate::input;
-use crate::preprocess::Batch;
 use crate::pyfloat;
-
-/// Batches above this many rows are scored on the blocking pool, so they never stall other requests.
-const INLINE_ROWS: usize = 256;
 
 /// Scores the cars in the body (Bento's columnar JSON, a list of records, or CSV with a header row)
 /// and answers a JSON array of float32 predictions, byte-identical to the Bento service's.
@@ -54,7 +45,7 @@ pub async fn predict(State(state): State<AppState>, request: Request) -> Result<
         "text/csv" => true,
         _ => return Err(ApiError::UnsupportedMediaType(content_type.to_owned())),
     };
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
+    let bytes = body::read(body, state.config.max_body_bytes).await?;
     let model = state.model();
     let inputs = model.preprocessor.inputs();
     let limits = state.config.limits;
@@ -64,95 +55,12 @@ pub async fn predict(State(state): State<AppState>, request: Request) -> Result<
         input::decode_json(&bytes, inputs, limits)?
     };
     let admission = parts.extensions.get::<Admission>().cloned();
-    let predictions = score(&state, admission, request_id(&parts.headers), model, batch).await?;
+    let predictions = state.score(admission, request_id(&parts.headers), model, batch).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         pyfloat::float32_array(&predictions),
     )
         .into_response())
-}
-
-/// The request's id as the observe layer set it, for log lines.
-pub(super) fn request_id(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned()
-}
-
-/// Scores a batch (inline when small, on the blocking pool when large) and records its metrics.
-///
-/// The work holds the request's admission until it has really ended, whatever happens to the
-/// request meanwhile. A panic in it, or a task cancelled before it ran, is the server's fault: a 500
-/// whose body names nothing of the cause, which is logged with the request id instead.
-pub(super) async fn score(
-    state: &AppState,
-    admission: Option<Admission>,
-    request_id: String,
-    model: Arc<Model>,
-    batch: Batch,
-) -> Result<Vec<f32>, ApiError> {
-    let rows = batch.rows();
-    let run = move || {
-        let _admitted = admission;
-        let started = Instant::now();
-        let mut unknown = vec![0u64; model.preprocessor.inputs().len()];
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            fail::fail_point!("score");
-            model.predict_counting(&batch, &mut unknown)
-        }));
-        (model, result, unknown, started.elapsed().as_secs_f64())
-    };
-    let outcome = if rows <= INLINE_ROWS {
-        Ok(run())
-    } else {
-        tokio::task::spawn_blocking(run).await
-    };
-    let fault = |detail: String| {
-        tracing::error!(request_id, rows, detail, "prediction failed; answered 500");
-        ApiError::Internal(detail)
-    };
-    let (model, result, unknown, seconds) = outcome.map_err(|e| fault(format!("prediction task: {e}")))?;
-    let predictions = result.map_err(|panic| fault(format!("prediction panicked: {}", panic_text(&*panic))))??;
-    let named: Vec<(&str, u64)> = model
-        .preprocessor
-        .inputs()
-        .iter()
-        .map(|i| i.name.as_str())
-        .zip(unknown)
-        .collect();
-    state.metrics.record_prediction(rows, seconds, &named);
-    Ok(predictions)
-}
-
-/// What a panic said, when it said it as text.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not text)")
-}
-
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    // A Content-Length beyond the limit is refused before a byte of the body is waited for.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
-        return Err(ApiError::BodyTooLarge(limit));
-    }
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(error) => {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-            while let Some(e) = source {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    return Err(ApiError::BodyTooLarge(limit));
-                }
-                source = e.source();
-            }
-            Err(ApiError::BodyRead(error.to_string()))
-        }
-    }
 }
 
 /// The process answers (Bento's `/healthz`).
@@ -204,11 +112,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-}
-
-/// The OpenAPI document of this server and model (also at Bento's `/docs.json`).
-pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
-    Json(super::openapi::spec(&state.model()))
 }
 
 /// Loads the bundle again, checks it and swaps it in; a refused bundle leaves the old one serving.

@@ -5,27 +5,18 @@
 //! service on every request, a cost the 2-row `/predict` (a few microseconds of work) felt.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::OwnedSemaphorePermit;
 use tower::{Layer, Service};
 
 use super::{Answer, ApiError, AppState};
 
 /// Longest a shed request's body is read for before the 503 goes out.
 const DISCARD_TIME: Duration = Duration::from_secs(1);
-
-/// A prediction's permit. The guard holds one handle until its answer goes out, and the handler
-/// moves another (from the request's extensions) into the prediction work, so the permit returns
-/// only when both have ended: a request abandoned at its deadline, or by its client, keeps its
-/// permit while its prediction still runs on the blocking pool.
-#[derive(Clone)]
-pub struct Admission(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 /// Guards routes: with `--api-key` set they need `Authorization: Bearer <key>`; with `shed`, each
 /// request also takes one of `--max-concurrency` permits or is refused at once with 503 and
@@ -79,21 +70,19 @@ where
 
     fn call(&mut self, mut request: Request) -> Answer {
         let state = &self.layer.state;
-        if let Some(key) = state.config.api_key.as_deref() {
-            let given = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !given.is_some_and(|token| same_secret(token.as_bytes(), key.as_bytes())) {
-                return answer(ApiError::Unauthorized);
-            }
+        let token = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Err(refused) = state.authorize(token) {
+            return answer(refused);
         }
         if !self.layer.shed {
             let future = self.inner.call(request);
             return Box::pin(future);
         }
-        let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+        let Ok(admission) = state.admit() else {
             // A connection closed with unread bytes is reset, and the client could lose the 503 and
             // the connection with it: read the body away first, as far as the limits allow.
             let limit = state.config.max_body_bytes;
@@ -102,7 +91,6 @@ where
                 Ok(ApiError::Overloaded.into_response())
             });
         };
-        let admission = Admission(Arc::new(permit));
         request.extensions_mut().insert(admission.clone());
         let deadline = state.config.request_timeout;
         let future = self.inner.call(request);
@@ -130,20 +118,5 @@ async fn discard(mut body: axum::body::Body, limit: usize) {
         if read > limit {
             return;
         }
-    }
-}
-
-/// Compares in time that does not depend on where the first difference is.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secrets_compare_by_value() {
-        assert!(super::same_secret(b"s3cret", b"s3cret"));
-        assert!(!super::same_secret(b"s3cret", b"s3creT"));
-        assert!(!super::same_secret(b"s3cre", b"s3cret"));
     }
 }

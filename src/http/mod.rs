@@ -5,9 +5,9 @@
 //! arguments, so tests bind port 0, run in parallel and stop cleanly; `router(state)` serves tests
 //! in-process.
 
+mod body;
 mod error;
 mod handlers;
-pub mod metrics;
 mod middleware;
 mod observe;
 pub mod openapi;
@@ -16,25 +16,22 @@ mod v2;
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
 use tower_http::cors::CorsLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody, V2Error};
 pub use server::run;
 
-use crate::bundle::{BundleError, Model};
+use crate::bundle::Model;
+use crate::core::{Core, Policy};
 use crate::input::Limits;
-use metrics::Metrics;
 
 /// What the hand-written layers (`observe`, `middleware`) return for a request.
 type Answer =
@@ -55,6 +52,8 @@ pub struct HttpConfig {
     /// A connection that takes longer to send a request's head (or sits idle between requests) is
     /// closed; `None` waits forever.
     pub header_read_timeout: Option<Duration>,
+    /// The name to serve the model under instead of its bundle's.
+    pub model_name: Option<String>,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
     /// Threads serving connections, each running its own event loop; 0 is one per core.
@@ -66,6 +65,20 @@ pub struct HttpConfig {
     pub worker_slice: Option<Duration>,
 }
 
+impl HttpConfig {
+    /// What the core enforces for every transport.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            limits: self.limits,
+            max_body_bytes: self.max_body_bytes,
+            api_key: self.api_key.clone(),
+            max_concurrency: self.max_concurrency,
+            request_timeout: self.request_timeout,
+            model_name: self.model_name.clone(),
+        }
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -75,6 +88,7 @@ impl Default for HttpConfig {
             max_concurrency: 256,
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Some(Duration::from_secs(30)),
+            model_name: None,
             cors_origins: Vec::new(),
             workers: 0,
             pin_workers: true,
@@ -83,47 +97,32 @@ impl Default for HttpConfig {
     }
 }
 
-/// What every handler shares; cheap to clone.
+/// What every handler shares: the core and this transport's configuration; cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    /// The served model; a reload swaps it while requests in flight keep the one they started with.
-    pub model: ArcSwap<Model>,
-    /// Cleared while shutting down, so `/readyz` sends traffic elsewhere before the listener closes;
-    /// predictions are still served meanwhile, each on a connection closed after its answer.
-    pub ready: AtomicBool,
-    pub config: HttpConfig,
-    pub metrics: Metrics,
-    /// One permit per prediction in flight.
-    permits: Arc<Semaphore>,
-    /// Reloads run one at a time.
-    reload_lock: tokio::sync::Mutex<()>,
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub config: Arc<HttpConfig>,
 }
 
 impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
 impl AppState {
+    /// A core of its own, for a server that speaks HTTP alone (and for tests).
     pub fn new(model: Model, config: HttpConfig) -> Self {
-        let metrics = Metrics::new();
-        metrics.set_model(&model.manifest.name, &model.manifest.version, &model.digest);
-        Self(Arc::new(Shared {
-            model: ArcSwap::from_pointee(model),
-            ready: AtomicBool::new(true),
-            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-            config,
-            metrics,
-            reload_lock: tokio::sync::Mutex::new(()),
-        }))
+        Self::with_core(Arc::new(Core::new(model, config.policy())), config)
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// HTTP over a core other transports share.
+    pub fn with_core(core: Arc<Core>, config: HttpConfig) -> Self {
+        Self {
+            core,
+            config: Arc::new(config),
+        }
     }
 
     /// The status every readiness route answers: 200 when ready, 503 otherwise.
@@ -132,41 +131,6 @@ impl AppState {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
-        }
-    }
-
-    /// The model to serve this request with.
-    pub fn model(&self) -> Arc<Model> {
-        self.model.load_full()
-    }
-
-    /// Loads the bundle again from its folder, checks it and swaps it in; on any refusal the old
-    /// model keeps serving and the error says why.
-    pub async fn reload(&self) -> Result<Arc<Model>, BundleError> {
-        let _one_at_a_time = self.reload_lock.lock().await;
-        let dir = self.model().dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || Model::load(dir)).await;
-        let result = loaded.unwrap_or_else(|e| {
-            Err(BundleError {
-                path: self.model().dir.clone(),
-                reason: format!("the load task failed: {e}"),
-            })
-        });
-        match result {
-            Ok(model) => {
-                let model = Arc::new(model);
-                self.metrics
-                    .set_model(&model.manifest.name, &model.manifest.version, &model.digest);
-                self.model.store(model.clone());
-                self.metrics.record_reload(true);
-                tracing::info!(name = %model.manifest.name, version = %model.manifest.version, digest = %model.digest, "reloaded");
-                Ok(model)
-            }
-            Err(error) => {
-                self.metrics.record_reload(false);
-                tracing::error!(%error, "reload refused; the previous model keeps serving");
-                Err(error)
-            }
         }
     }
 }
@@ -188,10 +152,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::ready))
         .route("/info", get(handlers::info))
         .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(handlers::openapi))
+        .route("/openapi.json", get(openapi::serve))
         // Bento's path for the same document; both are written from the model serving now, so a
         // reload that changes the model's inputs changes them too.
-        .route("/docs.json", get(handlers::openapi))
+        .route("/docs.json", get(openapi::serve))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))

@@ -18,8 +18,8 @@ use axum::response::Response;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::metrics::InFlight;
 use super::{Answer, AppState};
+use crate::core::metrics::InFlight;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -101,7 +101,9 @@ where
             drop(in_flight);
             let status = response.status();
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            state.metrics.record_request(route, method.as_str(), status, elapsed);
+            state
+                .metrics
+                .record_request(route, method.as_str(), status.as_str(), elapsed);
             // At DEBUG even for a 503: under overload, one line per shed request would flood the log;
             // the metrics count every status.
             span.in_scope(|| {

@@ -9,7 +9,10 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Required};
 use utoipa::OpenApi;
 
-use super::{handlers, v2, ErrorBody, V2Error};
+use axum::extract::State;
+use axum::Json;
+
+use super::{handlers, v2, AppState, ErrorBody, V2Error};
 use crate::bundle::Model;
 use crate::input;
 use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
@@ -80,6 +83,11 @@ pub fn spec(model: &Model) -> Document {
         }
     }
     doc
+}
+
+/// The OpenAPI document of this server and model (also at Bento's `/docs.json`).
+pub async fn serve(State(state): State<AppState>) -> Json<Document> {
+    Json(spec(&state.model()))
 }
 
 fn request_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {

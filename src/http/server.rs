@@ -26,7 +26,6 @@
 //! ignore it.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -67,7 +66,7 @@ pub async fn run(
             Err(error) => tracing::warn!(%error, "cannot hand an accepted connection to a worker"),
         }
     }
-    state.ready.store(false, Ordering::Release);
+    state.stop_ready();
     drop(listener);
     // Every connection dealt holds a watcher, so this also waits for those not yet started.
     graceful.shutdown().await;

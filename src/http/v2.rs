@@ -3,30 +3,32 @@
 //! request is decoded in `input::v2`.
 
 use axum::extract::{Path, Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::handlers::{read_body, request_id, score};
-use super::middleware::Admission;
+use super::body::{self, request_id};
+use super::error::v2_response;
 use super::{ApiError, AppState, V2Error};
-use crate::bundle::Model;
+use crate::core::{self, Admission, OUTPUT};
 use crate::input;
+use crate::preprocess::{InputError, InputErrorKind};
 use crate::pyfloat;
 
-/// The output tensor's name.
-const OUTPUT: &str = "predict";
+/// The binary data extension's header: the length of the JSON that starts the body, the tensors'
+/// bytes following it; in a request and in an answer with binary outputs.
+const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The server's name and version.
 #[derive(Serialize, ToSchema)]
 pub struct ServerMetadata {
     name: &'static str,
     version: &'static str,
-    /// Protocol extensions supported: none.
-    extensions: Vec<String>,
+    /// Protocol extensions supported: `binary_tensor_data`.
+    extensions: Vec<&'static str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,22 +88,13 @@ pub struct OutputTensor {
     data: Vec<f32>,
 }
 
-fn known(state: &AppState, name: &str) -> Result<std::sync::Arc<Model>, ApiError> {
-    let model = state.model();
-    if model.manifest.name == name {
-        Ok(model)
-    } else {
-        Err(ApiError::UnknownModel(name.to_owned()))
-    }
-}
-
 /// Server metadata.
 #[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, description = "The server", body = ServerMetadata)))]
 pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "xgserve",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: Vec::new(),
+        extensions: vec!["binary_tensor_data"],
     })
 }
 
@@ -130,22 +123,19 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     )
 )]
 pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match known(&state, &name) {
+    match state.known(&name) {
         Ok(model) => {
-            let inputs = model
-                .preprocessor
-                .inputs()
-                .iter()
-                .map(|i| TensorMetadata {
-                    name: i.name.clone(),
-                    datatype: input::v2_datatype(i.kind),
+            let inputs = core::input_tensors(&model)
+                .map(|t| TensorMetadata {
+                    name: t.name.to_owned(),
+                    datatype: t.datatype,
                     shape: vec![-1],
                 })
                 .collect();
             Json(ModelMetadata {
                 name: model.manifest.name.clone(),
                 versions: vec![model.manifest.version.clone()],
-                platform: "xgboost",
+                platform: core::PLATFORM,
                 inputs,
                 outputs: vec![TensorMetadata {
                     name: OUTPUT.to_owned(),
@@ -155,7 +145,7 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
             })
             .into_response()
         }
-        Err(e) => e.into_v2_response(),
+        Err(e) => v2_response(e),
     }
 }
 
@@ -169,17 +159,22 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
     )
 )]
 pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    match known(&state, &name) {
+    match state.known(&name) {
         Ok(model) => {
             let name = model.manifest.name.clone();
             let ready = state.is_ready();
             (state.readiness_status(), Json(ModelReady { name, ready })).into_response()
         }
-        Err(e) => e.into_v2_response(),
+        Err(e) => v2_response(e),
     }
 }
 
 /// Scores the rows given as one tensor per column (the request body's schema is the bundle's).
+///
+/// With the binary tensor data extension (tritonclient's default), the body is a JSON header of
+/// `Inference-Header-Content-Length` bytes, then the bytes of each tensor that declares a
+/// `binary_data_size`; `binary_data_output` (or `binary_data` on the output) asks for the answer
+/// in the same form. Gzip and deflate bodies (`Content-Encoding`) are inflated within the limit.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "The model's name")),
     responses(
@@ -196,28 +191,68 @@ pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>
 pub async fn infer(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
     match infer_inner(&state, &name, request).await {
         Ok(response) => response,
-        Err(e) => e.into_v2_response(),
+        Err(e) => v2_response(e),
     }
 }
 
 async fn infer_inner(state: &AppState, name: &str, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let model = known(state, name)?;
-    let bytes = read_body(body, state.config.max_body_bytes).await?;
-    let (id, batch) = input::decode_v2(&bytes, model.preprocessor.inputs(), state.config.limits)?;
+    let model = state.known(name)?;
+    let limit = state.config.max_body_bytes;
+    let bytes = body::inflate(&parts.headers, body::read(body, limit).await?, limit)?;
+    let (json, binary) = match parts.headers.get(HEADER_LENGTH) {
+        None => (&bytes[..], None),
+        Some(value) => {
+            let length = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|&n| n <= bytes.len())
+                .ok_or_else(|| {
+                    let message = format!(
+                        "Inference-Header-Content-Length {value:?} is not a length within the body's {} bytes",
+                        bytes.len()
+                    );
+                    InputError::new(InputErrorKind::Syntax, message)
+                })?;
+            let (json, binary) = bytes.split_at(length);
+            (json, Some(binary))
+        }
+    };
+    let request = input::decode_v2(json, binary, model.preprocessor.inputs(), state.config.limits)?;
     let admission = parts.extensions.get::<Admission>().cloned();
-    let predictions = score(state, admission, request_id(&parts.headers), model.clone(), batch).await?;
-    let id = id
+    let predictions = state
+        .score(admission, request_id(&parts.headers), model.clone(), request.batch)
+        .await?;
+    let id = request
+        .id
         .map(|id| format!(",\"id\":{}", Value::String(id)))
         .unwrap_or_default();
-    // Written by hand (as `InferResponse` declares it) so the floats come out exactly as `/predict`
-    // writes them, non-finite ones included, which serde would refuse.
-    let body = format!(
-        "{{\"model_name\":{},\"model_version\":{}{id},\"outputs\":[{{\"name\":\"{OUTPUT}\",\"datatype\":\"FP32\",\"shape\":[{}],\"data\":{}}}]}}",
+    let head = format!(
+        "{{\"model_name\":{},\"model_version\":{}{id},\"outputs\":[{{\"name\":\"{OUTPUT}\",\"datatype\":\"FP32\",\"shape\":[{}],",
         Value::String(model.manifest.name.clone()),
         Value::String(model.manifest.version.clone()),
         predictions.len(),
-        pyfloat::float32_array(&predictions)
     );
+    if request.binary_output {
+        let mut body = format!(
+            "{head}\"parameters\":{{\"binary_data_size\":{}}}}}]}}",
+            predictions.len() * 4
+        )
+        .into_bytes();
+        let json_length = body.len();
+        body.extend(predictions.iter().flat_map(|p| p.to_le_bytes()));
+        let headers = [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(json_length)),
+        ];
+        return Ok((headers, body).into_response());
+    }
+    // Written by hand (as `InferResponse` declares it) so the floats come out exactly as `/predict`
+    // writes them, non-finite ones included, which serde would refuse.
+    let body = format!("{head}\"data\":{}}}]}}", pyfloat::float32_array(&predictions));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -88,18 +88,6 @@ impl Cell {
             .unwrap_or(Cell::Other("a number beyond f64"))
     }
 
-    /// The cell of an already-parsed value (v2 tensor data).
-    pub(super) fn of(value: &serde_json::Value) -> Self {
-        match value {
-            serde_json::Value::Null => Cell::Null,
-            serde_json::Value::Number(n) => n.as_f64().map_or(Cell::Other("a number beyond f64"), Cell::Number),
-            serde_json::Value::String(s) => Cell::Text(s.clone()),
-            serde_json::Value::Bool(_) => Cell::Other("a boolean"),
-            serde_json::Value::Array(_) => Cell::Other("a list"),
-            serde_json::Value::Object(_) => Cell::Other("an object"),
-        }
-    }
-
     pub(super) fn into_number(self, column: &str, row: usize) -> Result<f64, InputError> {
         match self {
             Cell::Number(x) => Ok(x),
@@ -119,7 +107,7 @@ impl Cell {
     }
 }
 
-struct CellVisitor;
+pub(super) struct CellVisitor;
 
 impl<'de> Visitor<'de> for CellVisitor {
     type Value = Cell;

@@ -13,7 +13,10 @@ use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, I
 pub use self::csv::decode_csv;
 pub(crate) use self::json::Key as JsonKey;
 pub use self::json::{decode_columnar, decode_json, decode_records};
-pub use self::v2::{datatype as v2_datatype, decode_v2, NUMBER_DATATYPES as V2_NUMBER_DATATYPES};
+pub use self::v2::{
+    datatype as v2_datatype, decode_tensors, decode_v2, Data as V2Data, Request as V2Request, Tensor as V2Tensor,
+    NUMBER_DATATYPES as V2_NUMBER_DATATYPES, OUTPUT as V2_OUTPUT,
+};
 
 /// Bounds on what a body may ask of the decoder.
 #[derive(Debug, Clone, Copy)]
@@ -100,19 +103,8 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// A batch from columns whose JSON values are already parsed (the v2 protocol's tensors), with the
-/// same typing, row limit and column checks as the body decoders. Columns the model does not use
-/// are skipped.
-pub fn decode_values<'v>(
-    inputs: &[InputSpec],
-    limits: Limits,
-    columns: impl IntoIterator<Item = (&'v str, Vec<&'v serde_json::Value>)>,
-) -> Result<Batch, InputError> {
-    decode_cells(inputs, limits, columns, json::Cell::of)
-}
-
-/// The same for values still as JSON text: the stream bridge reads a row's members without
-/// building a value for each.
+/// A batch from columns whose values are still JSON text: the stream bridge reads a row's members
+/// without building a value for each.
 pub fn decode_raw<'v>(
     inputs: &[InputSpec],
     limits: Limits,

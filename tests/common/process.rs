@@ -103,6 +103,12 @@ pub fn start_server(name: &str, args: &[&str], envs: &[(&str, &str)], log_dir: &
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        // gRPC on a free port too, unless the test chooses one.
+        .args(if args.contains(&"--grpc-port") {
+            &[][..]
+        } else {
+            &["--grpc-port", "0"][..]
+        })
         .args(args)
         .envs(envs.iter().copied());
     let mut server = Process::spawn(name, &mut command, log_dir);

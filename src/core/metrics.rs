@@ -1,9 +1,9 @@
 //! Prometheus metrics: every name here, every recording through [`Metrics`]; the HTTP counters are
-//! recorded by one layer (`observe.rs`). Each server has its own registry, so tests running in parallel count on their own.
+//! recorded by one layer (`http/observe.rs`), the gRPC ones by one wrapper (`grpc/mod.rs`). Each
+//! server has its own registry, so tests running in parallel count on their own.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -12,6 +12,8 @@ use prometheus::{
 pub const REQUESTS: &str = "xgserve_http_requests_total";
 pub const REQUEST_SECONDS: &str = "xgserve_http_request_duration_seconds";
 pub const IN_FLIGHT: &str = "xgserve_http_requests_in_flight";
+pub const GRPC_REQUESTS: &str = "xgserve_grpc_requests_total";
+pub const GRPC_SECONDS: &str = "xgserve_grpc_request_duration_seconds";
 pub const ROWS: &str = "xgserve_rows_predicted_total";
 pub const PREDICT_SECONDS: &str = "xgserve_predict_duration_seconds";
 pub const UNKNOWN_CATEGORIES: &str = "xgserve_unknown_categories_total";
@@ -29,6 +31,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     in_flight: IntGauge,
+    grpc_requests: IntCounterVec,
+    grpc_seconds: HistogramVec,
     rows: IntCounter,
     predict_seconds: Histogram,
     unknown_categories: IntCounterVec,
@@ -50,6 +54,16 @@ impl Metrics {
         )
         .expect("valid metric");
         let in_flight = IntGauge::new(IN_FLIGHT, "HTTP requests being served").expect("valid metric");
+        let grpc_requests = IntCounterVec::new(
+            Opts::new(GRPC_REQUESTS, "gRPC calls by method and status code"),
+            &["method", "code"],
+        )
+        .expect("valid metric");
+        let grpc_seconds = HistogramVec::new(
+            HistogramOpts::new(GRPC_SECONDS, "gRPC call latency by method").buckets(BUCKETS.to_vec()),
+            &["method"],
+        )
+        .expect("valid metric");
         let rows = IntCounter::new(ROWS, "Rows scored").expect("valid metric");
         let predict_seconds = Histogram::with_opts(
             HistogramOpts::new(PREDICT_SECONDS, "Preprocessing and prediction time per batch")
@@ -75,6 +89,8 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
             Box::new(in_flight.clone()),
+            Box::new(grpc_requests.clone()),
+            Box::new(grpc_seconds.clone()),
             Box::new(rows.clone()),
             Box::new(predict_seconds.clone()),
             Box::new(unknown_categories.clone()),
@@ -88,6 +104,8 @@ impl Metrics {
             requests,
             request_seconds,
             in_flight,
+            grpc_requests,
+            grpc_seconds,
             rows,
             predict_seconds,
             unknown_categories,
@@ -108,11 +126,19 @@ impl Metrics {
     }
 
     /// One answered request, by its route template (not its raw path), method and status.
-    pub fn record_request(&self, route: &str, method: &str, status: StatusCode, elapsed: Duration) {
+    pub fn record_request(&self, route: &str, method: &str, status: &str, elapsed: Duration) {
         self.request_seconds
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        self.requests.with_label_values(&[route, method, status.as_str()]).inc();
+        self.requests.with_label_values(&[route, method, status]).inc();
+    }
+
+    /// One answered gRPC call, by its method (`ModelInfer`) and status code name (`OK`).
+    pub fn record_grpc(&self, method: &str, code: &str, elapsed: Duration) {
+        self.grpc_seconds
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
+        self.grpc_requests.with_label_values(&[method, code]).inc();
     }
 
     pub fn record_reload(&self, ok: bool) {
@@ -143,10 +169,10 @@ impl Default for Metrics {
 
 /// Counts a request in flight until dropped, so a request whose client goes away (and whose future
 /// is dropped mid-way) is not counted forever.
-pub(super) struct InFlight<'a>(&'a IntGauge);
+pub(crate) struct InFlight<'a>(&'a IntGauge);
 
 impl<'a> InFlight<'a> {
-    pub(super) fn enter(metrics: &'a Metrics) -> Self {
+    pub(crate) fn enter(metrics: &'a Metrics) -> Self {
         metrics.in_flight.inc();
         Self(&metrics.in_flight)
     }
