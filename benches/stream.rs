@@ -278,7 +278,7 @@ fn main() {
         "dlq".to_owned(),
     ];
     for (key, value) in consumer_options() {
-        args.extend(["--kafka-option".to_owned(), format!("{key}={value}")]);
+        args.extend(["--consumer-option".to_owned(), format!("{key}={value}")]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut bridge = start_bridge("bench-batched", &broker, &args, &logs);

@@ -118,9 +118,17 @@ pub struct StreamArgs {
     /// The --pg-sink table's key column, upserted on.
     #[arg(long, env = "XGSERVE_PG_KEY", default_value = "id")]
     pub pg_key: String,
-    /// Extra librdkafka settings as `key=value`, comma-separated (security.protocol, sasl.*, ...).
-    #[arg(long, env = "XGSERVE_KAFKA_OPTIONS", value_delimiter = ',')]
-    pub kafka_option: Vec<String>,
+    /// A librdkafka setting for the consumer and the producer, `key=value` (security.protocol,
+    /// sasl.*, ...); repeat the flag for more, values may hold commas (one per line in the env var).
+    /// Settings that would break at-least-once delivery are refused; secret values are never logged.
+    #[arg(long, env = "XGSERVE_KAFKA_OPTIONS", value_delimiter = '\n')]
+    pub kafka_option: Vec<KafkaOption>,
+    /// A librdkafka setting for the consumer alone, as --kafka-option.
+    #[arg(long, env = "XGSERVE_CONSUMER_OPTIONS", value_delimiter = '\n')]
+    pub consumer_option: Vec<KafkaOption>,
+    /// A librdkafka setting for the producer alone, as --kafka-option.
+    #[arg(long, env = "XGSERVE_PRODUCER_OPTIONS", value_delimiter = '\n')]
+    pub producer_option: Vec<KafkaOption>,
     /// Address of the health and metrics listener (/livez, /readyz, /metrics).
     #[arg(long, env = "XGSERVE_METRICS_HOST", default_value = "0.0.0.0")]
     pub metrics_host: String,
@@ -246,6 +254,58 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A librdkafka setting, `key=value`; `Debug` hides the value of a secret key (passwords, JAAS
+/// configs, keys, tokens), so the logged configuration never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaOption {
+    pub key: String,
+    pub value: String,
+}
+
+impl KafkaOption {
+    /// Whether the key names a secret: any `*password*`, `*secret*`, `sasl.jaas.config`,
+    /// `ssl.key.*`, `*private*`, `*token*` or `*credentials*` setting.
+    pub fn is_secret(&self) -> bool {
+        let key = self.key.to_ascii_lowercase();
+        [
+            "password",
+            "secret",
+            "jaas",
+            "ssl.key",
+            "private",
+            "token",
+            "credentials",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+    }
+}
+
+impl std::fmt::Debug for KafkaOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            f.write_str("<not key=value, redacted>")
+        } else if self.is_secret() {
+            write!(f, "{}=<redacted>", self.key)
+        } else {
+            write!(f, "{}={}", self.key, self.value)
+        }
+    }
+}
+
+/// Never fails: text that is not `key=value` gets an empty key, which the bridge refuses at start
+/// without echoing it (clap would print a refused value, and it may be a secret missing its key).
+impl std::str::FromStr for KafkaOption {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s.split_once('=').unwrap_or(("", s));
+        Ok(KafkaOption {
+            key: key.trim().to_owned(),
+            value: value.trim().to_owned(),
+        })
+    }
+}
+
 impl Default for ServeArgs {
     fn default() -> Self {
         Self::parse_from_env_defaults()
@@ -291,6 +351,31 @@ mod tests {
         assert_eq!(args.batch_linger_ms, 5);
     }
 
+    #[test]
+    fn kafka_options_repeat_keep_commas_and_hide_secrets() {
+        let args = stream(&[
+            "--kafka-option",
+            "sasl.jaas.config=a b=\"c,d\";",
+            "--kafka-option",
+            "security.protocol=SASL_SSL",
+            "--consumer-option",
+            "sasl.password=hunter2",
+            "--producer-option",
+            "linger.ms=5",
+        ])
+        .unwrap();
+        assert_eq!(args.kafka_option[0].value, "a b=\"c,d\";");
+        assert_eq!(args.kafka_option.len(), 2);
+        assert_eq!(args.consumer_option[0].key, "sasl.password");
+        assert_eq!(args.producer_option[0].value, "5");
+        let logged = format!("{args:?}");
+        assert!(!logged.contains("hunter2") && !logged.contains("c,d"), "{logged}");
+        assert!(logged.contains("sasl.password=<redacted>") && logged.contains("security.protocol=SASL_SSL"));
+        let unkeyed = stream(&["--kafka-option", "hunter2"]).unwrap();
+        assert!(unkeyed.kafka_option[0].key.is_empty());
+        assert!(!format!("{unkeyed:?}").contains("hunter2"));
+    }
+
     /// The server's defaults, as the README's configuration table states them.
     #[test]
     fn the_server_defaults_are_the_documented_ones() {
@@ -298,7 +383,8 @@ mod tests {
         let Some(Command::Serve(args)) = cli.command else {
             panic!("not the serve command");
         };
-        assert_eq!((args.host.as_str(), args.port), ("0.0.0.0", 3000));
+        assert_eq!((args.host.as_str(), args.port, args.grpc_port), ("0.0.0.0", 3000, 8001));
+        assert_eq!(args.model_name, None);
         assert_eq!(args.model, PathBuf::from(DEFAULT_MODEL_DIR));
         assert_eq!((args.max_rows, args.max_body_bytes), (10_000, 8 * 1024 * 1024));
         assert_eq!((args.max_concurrency, args.request_timeout_ms), (256, 10_000));

@@ -152,7 +152,7 @@ fn rows_inserted_in_postgres_are_priced_once_through_a_crash_and_poison_is_dead_
         "e2e",
         "--max-batch",
         "50",
-        "--kafka-option",
+        "--consumer-option",
         "session.timeout.ms=6000",
         "--log-format",
         "json",

@@ -41,14 +41,15 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
             Pricer::Local(Arc::new(model))
         }
     };
-    let options = args
-        .kafka_option
-        .iter()
-        .map(|o| match o.split_once('=') {
-            Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
-            None => Err(anyhow::anyhow!("--kafka-option {o:?} is not key=value")),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pairs = |options: &[crate::cli::KafkaOption]| -> Vec<(String, String)> {
+        options.iter().map(|o| (o.key.clone(), o.value.clone())).collect()
+    };
+    let options = kafka::Options {
+        shared: pairs(&args.kafka_option),
+        consumer: pairs(&args.consumer_option),
+        producer: pairs(&args.producer_option),
+    };
+    options.check()?;
     let sink = match &args.pg_sink {
         Some(url) => Some(pg::Sink::connect(&url.0, &args.pg_table, &args.pg_key).await?),
         None => None,

@@ -61,8 +61,77 @@ pub struct KafkaConfig {
     pub batches_in_flight: usize,
     /// How long a batch waits for more messages after its first.
     pub linger: Duration,
-    /// Extra librdkafka settings (`security.protocol`, SASL, ...), applied to both clients.
-    pub options: Vec<(String, String)>,
+    /// Extra librdkafka settings (`security.protocol`, SASL, ...).
+    pub options: Options,
+}
+
+/// The operator's librdkafka settings: for both clients, then for each alone over those.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub shared: Vec<(String, String)>,
+    pub consumer: Vec<(String, String)>,
+    pub producer: Vec<(String, String)>,
+}
+
+/// Settings the bridge owns: it commits offsets itself, after the records are acknowledged, and
+/// its producer must neither lose nor reorder records. Each with what it must be, or `None` when
+/// it comes from a flag.
+const CONSUMER_OWNED: [(&str, Option<&[&str]>, &str); 3] = [
+    (
+        "enable.auto.commit",
+        Some(&["false"]),
+        "offsets are committed once records are acknowledged",
+    ),
+    ("group.id", None, "use --group-id"),
+    ("bootstrap.servers", None, "use --brokers"),
+];
+const PRODUCER_OWNED: [(&str, Option<&[&str]>, &str); 4] = [
+    (
+        "acks",
+        Some(&["all", "-1"]),
+        "a record counts as delivered only when every replica has it",
+    ),
+    (
+        "enable.idempotence",
+        Some(&["true"]),
+        "a retried record must not be written twice or out of order",
+    ),
+    ("transactional.id", None, "the bridge does not use transactions"),
+    ("bootstrap.servers", None, "use --brokers"),
+];
+
+impl Options {
+    /// Refuses settings that would break at-least-once delivery or that a flag owns, naming the
+    /// setting (never its value, which may be a secret's neighbour).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let sides = [
+            (
+                "--kafka-option",
+                &self.shared,
+                &[&CONSUMER_OWNED[..], &PRODUCER_OWNED[..]][..],
+            ),
+            ("--consumer-option", &self.consumer, &[&CONSUMER_OWNED[..]][..]),
+            ("--producer-option", &self.producer, &[&PRODUCER_OWNED[..]][..]),
+        ];
+        for (flag, options, owned) in sides {
+            for (key, value) in options {
+                if key.is_empty() {
+                    anyhow::bail!("{flag} takes key=value; one of them has no key (its text is not shown)");
+                }
+                for (owned_key, allowed, why) in owned.iter().flat_map(|o| o.iter()) {
+                    let refused = key.eq_ignore_ascii_case(owned_key)
+                        && allowed.is_none_or(|values| !values.iter().any(|v| value.eq_ignore_ascii_case(v)));
+                    if refused {
+                        match allowed {
+                            Some(values) => anyhow::bail!("{flag} {key} may only be {}: {why}", values.join(" or ")),
+                            None => anyhow::bail!("{flag} {key} is not allowed: {why}"),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads librdkafka's statistics into the lag gauge and logs rebalances.
@@ -89,17 +158,29 @@ impl ConsumerContext for Context {
     }
 }
 
-/// A client's settings: the bridge's defaults, then the operator's `--kafka-option`s over them.
-fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+/// A client's settings: the bridge's defaults, then the operator's shared options, then its
+/// options for this client alone.
+fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)], own: &[(String, String)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
     for (key, value) in defaults {
         client.set(*key, *value);
     }
-    for (key, value) in &config.options {
+    for (key, value) in config.options.shared.iter().chain(own) {
         client.set(key, value);
     }
     client
+}
+
+/// Why a client could not be made, naming a refused setting's key but never its value (which may
+/// be a password).
+fn creation_error(client: &str, error: KafkaError) -> anyhow::Error {
+    match error {
+        KafkaError::ClientConfig(_, description, key, _value) => {
+            anyhow::anyhow!("cannot create the Kafka {client}: setting {key}: {description}")
+        }
+        other => anyhow::anyhow!("cannot create the Kafka {client}: {other}"),
+    }
 }
 
 /// Runs the bridge until `shutdown` resolves, then finishes the batch in hand, commits and returns.
@@ -121,19 +202,21 @@ pub async fn run(
             // does; a short wait bounds the latency an idle partition adds either way.
             ("fetch.wait.max.ms", "100"),
         ],
+        &config.options.consumer,
     )
     .create_with_context(Context {
         metrics: metrics.clone(),
     })
-    .context("cannot create the Kafka consumer")?;
+    .map_err(|e| creation_error("consumer", e))?;
     let topics: Vec<&str> = config.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("cannot subscribe")?;
     let producer: FutureProducer = client_config(
         &config,
         &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "1")],
+        &config.options.producer,
     )
     .create()
-    .context("cannot create the Kafka producer")?;
+    .map_err(|e| creation_error("producer", e))?;
     // Learn where the output topics live before the first batch, rather than while it waits.
     let warm = producer.clone();
     let topics = [config.sink_topic.clone(), config.dead_letter_topic.clone()];
@@ -394,4 +477,60 @@ fn offsets(next: &BTreeMap<(String, i32), i64>) -> anyhow::Result<TopicPartition
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
     }
     Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Options;
+
+    fn options(shared: &[(&str, &str)], consumer: &[(&str, &str)], producer: &[(&str, &str)]) -> Options {
+        let own = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Options {
+            shared: own(shared),
+            consumer: own(consumer),
+            producer: own(producer),
+        }
+    }
+
+    #[test]
+    fn settings_that_break_at_least_once_are_refused_naming_the_flag_and_key() {
+        for (refused, flag, key) in [
+            (
+                options(&[("enable.auto.commit", "true")], &[], &[]),
+                "--kafka-option",
+                "enable.auto.commit",
+            ),
+            (
+                options(&[], &[("Enable.Auto.Commit", "TRUE")], &[]),
+                "--consumer-option",
+                "Enable.Auto.Commit",
+            ),
+            (options(&[], &[], &[("acks", "1")]), "--producer-option", "acks"),
+            (options(&[("acks", "0")], &[], &[]), "--kafka-option", "acks"),
+            (
+                options(&[], &[], &[("enable.idempotence", "false")]),
+                "--producer-option",
+                "enable.idempotence",
+            ),
+            (options(&[], &[("group.id", "x")], &[]), "--consumer-option", "group.id"),
+            (
+                options(&[], &[], &[("transactional.id", "t")]),
+                "--producer-option",
+                "transactional.id",
+            ),
+            (options(&[("", "hunter2")], &[], &[]), "--kafka-option", "takes"),
+        ] {
+            let message = refused.check().unwrap_err().to_string();
+            assert!(message.starts_with(&format!("{flag} {key} ")), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let fine = options(
+            &[("security.protocol", "SASL_SSL"), ("acks", "all")],
+            &[("enable.auto.commit", "false"), ("session.timeout.ms", "6000")],
+            &[("acks", "-1"), ("enable.idempotence", "true"), ("linger.ms", "5")],
+        );
+        fine.check().unwrap();
+        // acks belongs to the producer: the consumer ignores it.
+        options(&[], &[("acks", "0")], &[]).check().unwrap();
+    }
 }
