@@ -126,7 +126,8 @@ fn ports_and_brokers_agree_with_the_defaults() {
     assert!(compose.contains("XGSERVE_BROKERS: kafka:9092"));
     assert!(compose.contains("KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:9092"));
     let dockerfile = read("Dockerfile");
-    assert!(dockerfile.contains(&format!("EXPOSE {serve} {metrics}")));
+    let grpc = serve_defaults().grpc_port;
+    assert!(dockerfile.contains(&format!("EXPOSE {serve} {grpc} {metrics}")));
     assert!(dockerfile.contains("--features stream"), "the image carries the bridge");
     let connect = ["debezium-postgres.json", "jdbc-sink.json"];
     for file in connect {
@@ -152,4 +153,43 @@ fn the_image_runs_as_a_non_root_user_with_a_healthcheck() {
         runtime.contains("HEALTHCHECK") && runtime.contains("\"healthcheck\""),
         "{runtime}"
     );
+}
+
+/// The Kubernetes version the manifests are validated against (its schemas ship offline in the
+/// pinned kubernetes-validate, `tests/kubernetes/requirements.txt`).
+const KUBERNETES: &str = "1.33.0";
+
+/// `deploy/kubernetes/` validates strictly against Kubernetes' schemas and agrees with the server's
+/// and the bridge's flags (`tests/kubernetes/check.py` says what it checks).
+#[test]
+fn the_kubernetes_manifests_are_valid_and_agree_with_the_flags() {
+    use clap::CommandFactory;
+    let serve = serve_defaults();
+    let stream = stream_defaults();
+    let cli = Cli::command();
+    let variables: Vec<String> = ["serve", "stream"]
+        .iter()
+        .flat_map(|name| cli.find_subcommand(name).unwrap().get_arguments())
+        .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .collect();
+    let expected = serde_json::json!({
+        "server_ports": [serve.port, serve.grpc_port],
+        "bridge_port": stream.metrics_port,
+        "shutdown_delay_ms": serve.shutdown_delay_ms,
+        "shutdown_grace_seconds": serve.shutdown_grace_seconds,
+        // The batch in hand finishes on SIGTERM: a backend call and its retry, then the commit.
+        "bridge_drain_seconds": 2 * stream.predict_timeout_ms / 1000 + 5,
+        "variables": variables,
+    });
+    let run = std::process::Command::new(common::process::venv_bin("python"))
+        .arg(common::repo().join("tests/kubernetes/check.py"))
+        .args([KUBERNETES, &common::repo().join("deploy/kubernetes").to_string_lossy()])
+        .arg(expected.to_string())
+        .output()
+        .expect("python (tests/run makes .venv)");
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{report}\n{}", String::from_utf8_lossy(&run.stderr));
+    // Seven objects, each valid, then the four agreement checks.
+    assert_eq!(report.lines().filter(|l| l.contains(" is valid for Kubernetes ")).count(), 7, "{report}");
+    assert_eq!(report.lines().count(), 11, "{report}");
 }
