@@ -188,8 +188,19 @@ fn the_kubernetes_manifests_are_valid_and_agree_with_the_flags() {
         .output()
         .expect("python (tests/run makes .venv)");
     let report = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{report}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     // Seven objects, each valid, then the four agreement checks.
-    assert_eq!(report.lines().filter(|l| l.contains(" is valid for Kubernetes ")).count(), 7, "{report}");
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.contains(" is valid for Kubernetes "))
+            .count(),
+        7,
+        "{report}"
+    );
     assert_eq!(report.lines().count(), 11, "{report}");
 }

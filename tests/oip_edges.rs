@@ -438,3 +438,84 @@ async fn grpc_takes_raw_and_typed_contents_behind_the_token_with_the_http_limits
         assert!(metrics.contains(series), "no {series} in:\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn grpc_health_follows_readiness_and_the_server_stops_when_told() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let state = state_with(config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(xgserve::grpc::run(listener, Arc::clone(&state.core), async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(address)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let mut client = GrpcInferenceServiceClient::new(channel);
+    let status = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    for service in ["", "inference.GRPCInferenceService"] {
+        let answer = health.check(status(service)).await.unwrap();
+        assert_eq!(answer.get_ref().status(), ServingStatus::Serving, "{service:?}");
+    }
+
+    // Shutting down: not ready at once, while predictions are still answered.
+    state.stop_ready();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for service in ["", "inference.GRPCInferenceService"] {
+        let answer = health.check(status(service)).await.unwrap();
+        assert_eq!(answer.get_ref().status(), ServingStatus::NotServing, "{service:?}");
+    }
+    let ready = client
+        .server_ready(xgserve::grpc::proto::ServerReadyRequest {})
+        .await
+        .unwrap();
+    assert!(!ready.get_ref().ready);
+    let answer = client.model_infer(raw_request()).await.unwrap();
+    assert_eq!(predictions(answer.get_ref()), expected());
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the gRPC server stops when told")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_serves_grpc_too_under_the_name_given_by_flag() {
+    let state = state_with(HttpConfig {
+        model_name: Some("ford-price".into()),
+        ..config()
+    });
+    let mut client = grpc(&state).await;
+    let metadata = |name: &str| xgserve::grpc::proto::ModelMetadataRequest {
+        name: name.to_owned(),
+        version: String::new(),
+    };
+    let before = client.model_metadata(metadata("ford-price")).await.unwrap();
+    assert_eq!(before.get_ref().name, "ford-price");
+    assert_eq!(
+        client.model_metadata(metadata(MODEL)).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    state.reload().await.unwrap();
+    let after = client.model_metadata(metadata("ford-price")).await.unwrap();
+    assert_eq!(after.get_ref().name, "ford-price", "the reloaded model lost its name");
+    assert!(state
+        .metrics
+        .render()
+        .contains(r#"xgserve_model_reloads_total{result="ok"} 1"#));
+    let mut request = raw_request();
+    request.model_name = "ford-price".into();
+    let answer = client.model_infer(request).await.unwrap();
+    assert_eq!(predictions(answer.get_ref()), expected());
+}
