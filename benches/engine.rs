@@ -187,7 +187,7 @@ fn bench_bridge(c: &mut Criterion) {
         })
         .collect();
     let bridge = Bridge {
-        pricer: Pricer::Local(Arc::new(model)),
+        pricer: Pricer::local(model),
         columns: ColumnMap::DEFAULT.parse().unwrap(),
         price_field: "suggested_price".into(),
         price_format: PriceFormat::Integer,

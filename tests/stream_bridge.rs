@@ -18,8 +18,8 @@ use xgserve::stream::{remote, Bridge, Message, Outcome, Pricer};
 
 const ROWS: usize = 300;
 
-fn model() -> Arc<Model> {
-    Arc::new(Model::load(common::shipped_bundle()).unwrap())
+fn model() -> Model {
+    Model::load(common::shipped_bundle()).unwrap()
 }
 
 /// The first rows of ford.csv as flattened Debezium messages with the seed table's schema, and the
@@ -95,7 +95,8 @@ async fn server() -> String {
     url
 }
 
-#[tokio::test]
+// Multi-threaded, as `xgserve stream` runs: the engine's work leaves the async workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_priced_as_the_engine_prices_each_row_with_poison_dead_lettered() {
     let (mut batch, prices) = messages(ROWS);
     // Poison among good rows: unreadable, a wrong type, a missing column, an unknown op; a tombstone.
@@ -119,7 +120,7 @@ async fn a_batch_is_priced_as_the_engine_prices_each_row_with_poison_dead_letter
             .into_bytes(),
     );
 
-    let bridge = bridge(Pricer::Local(model()), PriceFormat::Float);
+    let bridge = bridge(Pricer::local(model()), PriceFormat::Float);
     let outcomes = bridge.handle(&batch).await;
     assert_eq!(outcomes.len(), ROWS);
     for (i, outcome) in outcomes.iter().enumerate() {
@@ -145,9 +146,74 @@ async fn a_batch_is_priced_as_the_engine_prices_each_row_with_poison_dead_letter
     }
     let rendered = bridge.metrics.render();
     assert!(
-        rendered.contains(&format!("{}_count 3", metrics::PREDICT_SECONDS)),
-        "two rows refused by the engine, then priced:\n{rendered}"
+        rendered.contains(&format!("{}_count 1", metrics::PREDICT_SECONDS)),
+        "the engine's two refused rows are found in one pricing call, not one call each:\n{rendered}"
     );
+}
+
+#[tokio::test]
+async fn a_reload_swaps_the_model_for_the_next_batch_and_a_refused_one_keeps_the_old() {
+    let dir = common::shipped_bundle_copy();
+    let pricer = Pricer::local(Model::load(dir.path()).unwrap());
+    let bridge = bridge(pricer.clone(), PriceFormat::Float);
+    let (batch, prices) = messages(3);
+    pricer.reload().await.unwrap();
+    let outcomes = bridge.handle(&batch).await;
+    assert_eq!(price_of(&outcomes[0]), json!(f64::from(prices[0])));
+
+    let model = dir.path().join("model.json");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, text.replacen("\"base_score\"", "\"base_scorx\"", 1)).unwrap();
+    let refused = pricer.reload().await.unwrap_err();
+    assert!(refused.to_string().contains("model.json"), "{refused}");
+    let outcomes = bridge.handle(&batch).await;
+    assert_eq!(
+        price_of(&outcomes[2]),
+        json!(f64::from(prices[2])),
+        "the old model prices on"
+    );
+}
+
+/// The real binary: SIGHUP reloads the bundle in `stream` as in `serve`, and a refused bundle
+/// leaves it running. No broker is needed for that: the bridge waits for one meanwhile.
+#[test]
+fn sighup_reloads_the_bundle_in_the_stream_command() {
+    use common::process::{free_port, wait_until, Process};
+    let out = common::repo().join("target/stream-sighup");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = common::shipped_bundle_copy();
+    let mut bridge = Process::spawn(
+        "stream",
+        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .args(["stream", "--brokers", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-port", "0", "--log-format", "json", "--model"])
+            .arg(dir.path()),
+        &out,
+    );
+    let log = || std::fs::read_to_string(&bridge.log).unwrap();
+    let lines = |text: &str, message: &str| text.matches(message).count();
+    wait_until("the model to load", std::time::Duration::from_secs(30), || {
+        (lines(&log(), "model loaded and checked") == 1).then_some(())
+    });
+    let hangup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &bridge.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    hangup();
+    wait_until("the reload", std::time::Duration::from_secs(30), || {
+        (lines(&log(), "reloaded; the next batch is priced with it") == 1).then_some(())
+    });
+    let model = dir.path().join("model.json");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, text.replacen("\"base_score\"", "\"base_scorx\"", 1)).unwrap();
+    hangup();
+    wait_until("the refusal", std::time::Duration::from_secs(30), || {
+        (lines(&log(), "reload refused; the previous model keeps pricing") == 1).then_some(())
+    });
+    bridge.assert_running();
 }
 
 #[tokio::test]
@@ -160,7 +226,7 @@ async fn the_remote_backend_gives_the_same_prices_and_the_same_refusals() {
     let metrics = Arc::new(Metrics::new());
     let client = remote::Client::new(&url, Duration::from_secs(5), None, metrics).unwrap();
     let remote = bridge(Pricer::Remote(Box::new(client)), PriceFormat::Integer);
-    let local = bridge(Pricer::Local(model()), PriceFormat::Integer);
+    let local = bridge(Pricer::local(model()), PriceFormat::Integer);
     let (remote, local) = (remote.handle(&batch).await, local.handle(&batch).await);
     assert_eq!(remote.len(), local.len());
     for (i, (r, l)) in remote.iter().zip(&local).enumerate() {

@@ -38,7 +38,7 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
             let model = crate::bundle::Model::load(&args.model)?;
             tracing::info!(name = %model.manifest.name, version = %model.manifest.version,
                 digest = %model.digest, "model loaded and checked");
-            Pricer::Local(Arc::new(model))
+            Pricer::local(model)
         }
     };
     let pairs = |options: &[crate::cli::KafkaOption]| -> Vec<(String, String)> {
@@ -82,5 +82,24 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
         linger: Duration::from_millis(args.batch_linger_ms),
         options,
     };
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(bridge.pricer.clone()));
     kafka::run(config, bridge, sink, super::serve::shutdown_signal()).await
+}
+
+/// SIGHUP reloads the bundle, as in `serve`: checked, then swapped in for the batches that follow;
+/// a refused bundle is logged and the old model keeps pricing.
+#[cfg(all(feature = "stream", unix))]
+async fn reload_on_sighup(pricer: crate::stream::Pricer) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the model is not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the bundle");
+        if let Err(error) = pricer.reload().await {
+            tracing::error!(%error, "reload refused; the previous model keeps pricing");
+        }
+    }
 }

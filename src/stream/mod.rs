@@ -18,6 +18,7 @@ pub mod remote;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 
 use crate::bundle::Model;
@@ -107,8 +108,8 @@ impl std::str::FromStr for ColumnMap {
 /// Where prices come from.
 #[derive(Clone)]
 pub enum Pricer {
-    /// The engine, in this process.
-    Local(Arc<Model>),
+    /// The engine, in this process; SIGHUP swaps in a reloaded model, which the next batch uses.
+    Local(Arc<ArcSwap<Model>>),
     /// A `/predict` endpoint: this server or the Bento service.
     Remote(Box<remote::Client>),
 }
@@ -147,9 +148,45 @@ impl From<InputError> for RowError {
     }
 }
 
+impl Pricer {
+    /// The engine over `model`, to be swapped by [`Pricer::reload`].
+    pub fn local(model: Model) -> Self {
+        Pricer::Local(Arc::new(ArcSwap::from_pointee(model)))
+    }
+
+    /// Loads the local model's bundle again, checks it (digests, parity) and swaps it in for the
+    /// batches that follow; a refused bundle leaves the old model pricing. A remote pricer has
+    /// nothing to reload.
+    pub async fn reload(&self) -> Result<(), crate::bundle::BundleError> {
+        let Pricer::Local(model) = self else { return Ok(()) };
+        let dir = model.load().dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || Model::load(&dir))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::bundle::BundleError {
+                    path: model.load().dir.clone(),
+                    reason: format!("the load task failed: {e}"),
+                })
+            })?;
+        tracing::info!(name = %loaded.manifest.name, version = %loaded.manifest.version,
+            digest = %loaded.digest, "reloaded; the next batch is priced with it");
+        model.store(Arc::new(loaded));
+        Ok(())
+    }
+}
+
+/// What the pricer made of a batch's rows.
+enum Prices {
+    /// One price or refusal per row, in order.
+    PerRow(Vec<Result<f32, RowError>>),
+    /// The batch was refused as a whole, naming at most one row.
+    Refused(RowError),
+}
+
 impl Bridge {
-    /// Prices a batch: every row to price goes to the pricer in one call; a refused row is
-    /// dead-lettered and the rest are priced again without it. One outcome per message, in order.
+    /// Prices a batch: every row to price goes to the pricer in one call. The engine finds every row
+    /// it refuses in that pass; a remote backend names one refused row at a time, which is
+    /// dead-lettered and the rest priced again without it. One outcome per message, in order.
     pub async fn handle(&self, batch: &[Message]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut records = Vec::new();
@@ -172,14 +209,17 @@ impl Bridge {
             let result = self.price(&rows).await;
             self.metrics.predict_seconds.observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(prices) => {
+                Prices::PerRow(prices) => {
                     for (&r, price) in live.iter().zip(prices) {
                         let (i, record) = records[r].take().expect("live");
-                        outcomes[i] = Some(self.priced(record, price));
+                        outcomes[i] = Some(match price {
+                            Ok(price) => self.priced(record, price),
+                            Err(e) => Outcome::dead(e.kind, e.message),
+                        });
                     }
                     break;
                 }
-                Err(RowError {
+                Prices::Refused(RowError {
                     row: Some(row),
                     kind,
                     message,
@@ -187,7 +227,7 @@ impl Bridge {
                     let (i, _) = records[live.remove(row)].take().expect("live");
                     outcomes[i] = Some(Outcome::dead(kind, message));
                 }
-                Err(RowError { kind, message, .. }) => {
+                Prices::Refused(RowError { kind, message, .. }) => {
                     for r in live.drain(..) {
                         let (i, _) = records[r].take().expect("live");
                         outcomes[i] = Some(Outcome::dead(kind.clone(), message.clone()));
@@ -230,11 +270,41 @@ impl Bridge {
         }
     }
 
-    async fn price(&self, rows: &[&Members<'_>]) -> Result<Vec<f32>, RowError> {
+    async fn price(&self, rows: &[&Members<'_>]) -> Prices {
         match &self.pricer {
-            Pricer::Local(model) => price_locally(model, &self.columns, rows, &self.metrics),
-            Pricer::Remote(client) => client.predict(&self.columns, &self.price_field, rows).await,
+            // The engine's work blocks: off the async workers, so the consumer and the producer
+            // keep running beside it.
+            Pricer::Local(model) => off_the_async_workers(|| {
+                let model = model.load();
+                match price_locally(&model, &self.columns, rows, &self.metrics) {
+                    Ok(prices) => Prices::PerRow(prices.into_iter().map(Ok).collect()),
+                    // Something was refused: price each row alone, which finds every refusal
+                    // in one more pass instead of one batch per refused row.
+                    Err(_) => Prices::PerRow(
+                        rows.iter()
+                            .map(|row| {
+                                price_locally(&model, &self.columns, std::slice::from_ref(row), &self.metrics)
+                                    .map(|prices| prices[0])
+                            })
+                            .collect(),
+                    ),
+                }
+            }),
+            Pricer::Remote(client) => match client.predict(&self.columns, &self.price_field, rows).await {
+                Ok(prices) => Prices::PerRow(prices.into_iter().map(Ok).collect()),
+                Err(e) => Prices::Refused(e),
+            },
         }
+    }
+}
+
+/// Runs blocking work where it does not hold up the runtime's other tasks: on a multi-threaded
+/// runtime (as `xgserve stream` runs), this worker hands its tasks to the others meanwhile; on a
+/// current-thread runtime (tests) there is nobody to hand them to, and it simply runs.
+fn off_the_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
