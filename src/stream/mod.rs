@@ -10,6 +10,7 @@
 pub mod debezium;
 #[cfg(feature = "stream")]
 pub mod kafka;
+pub mod ledger;
 pub mod metrics;
 #[cfg(feature = "stream")]
 pub mod pg;
