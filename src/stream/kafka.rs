@@ -3,21 +3,22 @@
 //! commit the batch's offsets. A crash anywhere before the commit re-prices and re-sends the batch on
 //! restart: at least once, never lost. The producer is idempotent, so its own retries add no copies.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::ledger::{BatchId, Ledger, Offsets, Partition};
 use super::metrics::Metrics;
 use super::pg::{Op, Sink};
 use super::{debezium, Bridge, Message, Outcome};
@@ -33,7 +34,8 @@ pub const HEADER_OFFSET: &str = "xgserve.source.offset";
 struct Pending {
     /// Not yet acknowledged, in order.
     deliveries: VecDeque<(DeliveryFuture, Delivered)>,
-    next_offsets: BTreeMap<(String, i32), i64>,
+    /// The batch in the ledger, which knows its offsets.
+    id: BatchId,
     started: Instant,
 }
 
@@ -137,6 +139,22 @@ impl Options {
 /// Reads librdkafka's statistics into the lag gauge and logs rebalances.
 struct Context {
     metrics: Arc<Metrics>,
+    /// The delivery state, shared with the loop: the rebalance callbacks run inside `recv`.
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Context {
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // The ledger's methods do not panic midway; a poisoned lock still holds a whole state.
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 impl ClientContext for Context {
@@ -153,8 +171,36 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance) {
-        tracing::info!(?rebalance, "partitions rebalanced");
+    /// Before partitions go: commit what is acknowledged for them, and forget the rest, which
+    /// their next owner consumes again (at least once). Nothing is committed for them afterwards.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance) {
+        let Rebalance::Revoke(list) = rebalance else { return };
+        let revoked = partitions(list);
+        let last = self.ledger().revoke(revoked.clone());
+        self.metrics.rebalances.inc();
+        if !last.is_empty() {
+            match offsets(&last) {
+                Ok(offsets) => {
+                    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                        tracing::warn!(error = %e, "the commit before a revoke failed; those records are consumed again");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot name the offsets to commit before a revoke"),
+            }
+        }
+        tracing::info!(?revoked, committed = ?last, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let assigned = partitions(list);
+                self.ledger().assign(assigned.clone());
+                tracing::info!(?assigned, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
     }
 }
 
@@ -206,6 +252,7 @@ pub async fn run(
     )
     .create_with_context(Context {
         metrics: metrics.clone(),
+        ledger: Arc::new(Mutex::new(Ledger::default())),
     })
     .map_err(|e| creation_error("consumer", e))?;
     let topics: Vec<&str> = config.source_topics.iter().map(String::as_str).collect();
@@ -234,8 +281,6 @@ pub async fn run(
         dead_letters = %config.dead_letter_topic, "consuming");
 
     tokio::pin!(shutdown);
-    // Per partition, the offset after the last message whose records were all acknowledged.
-    let mut acknowledged_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut in_flight: VecDeque<Pending> = VecDeque::new();
     loop {
         // While waiting for the next message, settle the batches in flight, so an idle stream
@@ -254,7 +299,7 @@ pub async fn run(
                 acknowledged = front.acknowledged(&metrics) => {
                     acknowledged?;
                     let batch = in_flight.pop_front().expect("not empty");
-                    commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
+                    commit(&consumer, batch, &metrics);
                 }
                 message = consumer.recv() => break Some(message),
             }
@@ -291,22 +336,28 @@ pub async fn run(
             let changed = sink.apply(&sink_ops(&batch, &outcomes)).await?;
             metrics.sink_rows.inc_by(changed);
         }
-        in_flight.push_back(enqueue(&producer, &config, &batch, &outcomes, started).await?);
+        let id = consumer
+            .context()
+            .ledger()
+            .consumed(batch.iter().map(|m| ((m.topic.clone(), m.partition), m.offset)));
+        in_flight.push_back(enqueue(&producer, &config, &batch, &outcomes, started, id).await?);
         // The next batch is fetched and priced while this one's records are on their way; batches
         // are committed in order, each once all its records are acknowledged.
         while in_flight.len() >= config.batches_in_flight.max(1) {
             let mut batch = in_flight.pop_front().expect("not empty");
             batch.acknowledged(&metrics).await?;
-            commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
+            commit(&consumer, batch, &metrics);
         }
     }
     for mut batch in in_flight {
         batch.acknowledged(&metrics).await?;
-        commit(&consumer, batch, &metrics, &mut acknowledged_offsets)?;
+        commit(&consumer, batch, &metrics);
     }
     metrics.ready.store(false, Ordering::Relaxed);
-    if !acknowledged_offsets.is_empty() {
-        if let Err(e) = consumer.commit(&offsets(&acknowledged_offsets)?, CommitMode::Sync) {
+    // The commits so far were asynchronous: make the last ones sure, for the partitions still owned.
+    let last = consumer.context().ledger().owned_commits();
+    if !last.is_empty() {
+        if let Err(e) = consumer.commit(&offsets(&last)?, CommitMode::Sync) {
             tracing::warn!(error = %e, "the final commit failed; the last batch will be consumed again");
         }
     }
@@ -332,6 +383,7 @@ async fn enqueue(
     batch: &[Message],
     outcomes: &[Outcome],
     started: Instant,
+    id: BatchId,
 ) -> anyhow::Result<Pending> {
     let mut deliveries = VecDeque::with_capacity(batch.len());
     for (message, outcome) in batch.iter().zip(outcomes) {
@@ -362,16 +414,9 @@ async fn enqueue(
         };
         deliveries.push_back(delivery);
     }
-    let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for m in batch {
-        let entry = next_offsets
-            .entry((m.topic.clone(), m.partition))
-            .or_insert(m.offset + 1);
-        *entry = (*entry).max(m.offset + 1);
-    }
     Ok(Pending {
         deliveries,
-        next_offsets,
+        id,
         started,
     })
 }
@@ -408,23 +453,24 @@ impl Pending {
     }
 }
 
-/// Commits an acknowledged batch's offsets and notes them in `acknowledged`.
-fn commit(
-    consumer: &StreamConsumer<Context>,
-    batch: Pending,
-    metrics: &Metrics,
-    acknowledged: &mut BTreeMap<(String, i32), i64>,
-) -> anyhow::Result<()> {
+/// Notes an acknowledged batch in the ledger and commits what that makes committable: the
+/// partitions this member still owns, where their offsets move forward.
+fn commit(consumer: &StreamConsumer<Context>, batch: Pending, metrics: &Metrics) {
     debug_assert!(batch.deliveries.is_empty());
+    let ready = {
+        let mut ledger = consumer.context().ledger();
+        ledger.acknowledged(batch.id);
+        ledger.commit_ready()
+    };
     // Asynchronous: the records are already acknowledged, and a commit that is lost only means the
     // batch is consumed again (at least once). Shutdown commits synchronously.
-    if let Err(e) = consumer.commit(&offsets(&batch.next_offsets)?, CommitMode::Async) {
-        // After a rebalance the partitions' new owner consumes these messages again: at least once.
-        tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
+    if !ready.is_empty() {
+        let committed = offsets(&ready).and_then(|o| Ok(consumer.commit(&o, CommitMode::Async)?));
+        if let Err(e) = committed {
+            tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
+        }
     }
-    acknowledged.extend(batch.next_offsets);
     metrics.batch_seconds.observe(batch.started.elapsed().as_secs_f64());
-    Ok(())
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
@@ -471,7 +517,7 @@ fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> Vec<Op> {
         .collect()
 }
 
-fn offsets(next: &BTreeMap<(String, i32), i64>) -> anyhow::Result<TopicPartitionList> {
+fn offsets(next: &Offsets) -> anyhow::Result<TopicPartitionList> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), offset) in next {
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;

@@ -23,6 +23,7 @@ pub const LAG: &str = "xgserve_stream_consumer_lag";
 pub const SINK_ROWS: &str = "xgserve_stream_pg_rows_total";
 pub const BACKEND_RETRIES: &str = "xgserve_stream_backend_retries_total";
 pub const UNKNOWN_CATEGORIES: &str = "xgserve_stream_unknown_categories_total";
+pub const REBALANCES: &str = "xgserve_stream_partitions_revoked_total";
 
 /// The bridge's metrics, in one registry.
 pub struct Metrics {
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub lag: IntGauge,
     pub sink_rows: IntCounter,
     pub backend_retries: IntCounter,
+    /// Revocations of partitions from this member (each rebalance that takes some away).
+    pub rebalances: IntCounter,
     unknown_categories: IntCounterVec,
     /// Set once the consumer is subscribed; cleared while shutting down.
     pub ready: AtomicBool,
@@ -81,6 +84,7 @@ impl Metrics {
             lag: IntGauge::new(LAG, "Messages in the assigned partitions not yet consumed").expect("valid metric"),
             sink_rows: counter(SINK_ROWS, "Rows upserted or deleted by the Postgres sink"),
             backend_retries: counter(BACKEND_RETRIES, "Failed calls to the remote backend, retried"),
+            rebalances: counter(REBALANCES, "Rebalances that took partitions from this member"),
             unknown_categories: IntCounterVec::new(
                 Opts::new(UNKNOWN_CATEGORIES, "Values not among a column's known categories"),
                 &["column"],
@@ -100,6 +104,7 @@ impl Metrics {
             Box::new(metrics.lag.clone()),
             Box::new(metrics.sink_rows.clone()),
             Box::new(metrics.backend_retries.clone()),
+            Box::new(metrics.rebalances.clone()),
             Box::new(metrics.unknown_categories.clone()),
         ] {
             r.register(collector).expect("names are unique");
