@@ -510,8 +510,16 @@ fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> Vec<Op> {
             Outcome::Priced { row, types, .. } => Some(Op::Upsert {
                 row: row.clone(),
                 types: types.clone(),
+                position: (message.partition, message.offset),
             }),
-            Outcome::Tombstone => message.key.as_deref().and_then(debezium::key_fields).map(Op::Delete),
+            Outcome::Tombstone => message
+                .key
+                .as_deref()
+                .and_then(debezium::key_fields)
+                .map(|key| Op::Delete {
+                    key,
+                    position: (message.partition, message.offset),
+                }),
             Outcome::DeadLetter { .. } => None,
         })
         .collect()

@@ -231,7 +231,10 @@ mod tests {
                 prop_assert!(offset >= before, "{partition:?} went back from {before} to {offset}");
                 if let Some(records) = self.records.get(partition) {
                     for (&o, &acknowledged) in records.range(..offset) {
-                        prop_assert!(acknowledged, "{partition:?} committed to {offset} over unacknowledged {o}");
+                        prop_assert!(
+                            acknowledged,
+                            "{partition:?} committed to {offset} over unacknowledged {o}"
+                        );
                     }
                 }
                 self.broker.insert(partition.clone(), offset);

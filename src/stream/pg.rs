@@ -2,10 +2,19 @@
 //! upserted by their key column and deletes delete, in one transaction per batch, before the batch's
 //! offsets are committed, as the seed's JDBC sink (`insert.mode=upsert`, `pk.mode=record_key`) did.
 //! Postgres converts the JSON values to the table's column types (`jsonb_populate_recordset`).
+//!
+//! Every change carries its source position (partition and offset): a key's changes all come from
+//! one partition, in order, so a change at an older position than the key's last applied one is a
+//! replay (a batch consumed again after a crash or a rebalance) or a delayed copy, and is skipped.
+//! The positions live in a table of their own (`<table>_xgserve_positions`), written in the same
+//! transaction, so the sink table keeps exactly the seed's columns and deletes stay deletes.
 
 use anyhow::Context;
 use serde_json::{Map, Value};
 use tokio_postgres::NoTls;
+
+/// Where a change came from: its source partition and offset.
+pub type Position = (i32, i64);
 
 /// One change for the table, in consumption order.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,23 +23,27 @@ pub enum Op {
     Upsert {
         row: Map<String, Value>,
         types: Option<super::debezium::RowTypes>,
+        position: Position,
     },
     /// The key's columns of a deleted row.
-    Delete(Map<String, Value>),
+    Delete {
+        key: Map<String, Value>,
+        position: Position,
+    },
 }
 
 impl Op {
-    fn upsert(&self) -> Option<&Map<String, Value>> {
+    /// The row (upserts) or the key's columns (deletes) the statement takes.
+    fn row(&self) -> &Map<String, Value> {
         match self {
-            Op::Upsert { row, .. } => Some(row),
-            Op::Delete(_) => None,
+            Op::Upsert { row, .. } => row,
+            Op::Delete { key, .. } => key,
         }
     }
 
-    fn delete(&self) -> Option<&Map<String, Value>> {
+    fn position(&self) -> Position {
         match self {
-            Op::Delete(key) => Some(key),
-            Op::Upsert { .. } => None,
+            Op::Upsert { position, .. } | Op::Delete { position, .. } => *position,
         }
     }
 }
@@ -46,10 +59,13 @@ pub struct Sink {
     statements: Option<Statements>,
 }
 
-/// The sink's two statements; each takes a JSON array of rows (`$1`).
+/// The sink's statements; each takes a JSON array (`$1`).
 struct Statements {
     upsert: String,
     delete: String,
+    /// Records the positions of `[{"k", "p", "o"}]` where they are newer than the key's last, and
+    /// returns the keys whose changes are to apply.
+    advance: String,
 }
 
 fn quote(identifier: &str) -> String {
@@ -92,6 +108,13 @@ impl Sink {
             return Ok(None);
         }
         let (table, key) = (quote(&self.name), quote(&self.key));
+        let positions = quote(&format!("{}_xgserve_positions", self.name));
+        self.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {positions} (key TEXT PRIMARY KEY, partition INTEGER NOT NULL, \"offset\" BIGINT NOT NULL)"
+            ))
+            .await
+            .context("cannot create the sink's positions table")?;
         let updates: Vec<String> = rows
             .iter()
             .map(|r| r.get::<_, String>(0))
@@ -107,14 +130,21 @@ impl Sink {
         Ok(Some(Statements {
             upsert: format!("INSERT INTO {table} SELECT * FROM {rows} ON CONFLICT ({key}) DO {action}"),
             delete: format!("DELETE FROM {table} USING {rows} AS k WHERE {table}.{key} = k.{key}"),
+            // A different partition means the topic was repartitioned: the newer change wins.
+            advance: format!(
+                "INSERT INTO {positions} AS s SELECT * FROM jsonb_to_recordset($1::text::jsonb) \
+                 AS x(key TEXT, partition INTEGER, \"offset\" BIGINT) \
+                 ON CONFLICT (key) DO UPDATE SET partition = EXCLUDED.partition, \"offset\" = EXCLUDED.\"offset\" \
+                 WHERE s.partition <> EXCLUDED.partition OR s.\"offset\" < EXCLUDED.\"offset\" RETURNING key"
+            ),
         }))
     }
 
     /// Applies a batch's changes in one transaction: each run of upserts, and each run of deletes,
-    /// in one statement.
+    /// in one statement, skipping each change older than its key's last applied one.
     pub async fn apply(&mut self, ops: &[Op]) -> anyhow::Result<u64> {
         if self.statements.is_none() {
-            let Some(Op::Upsert { row, types }) = ops.iter().find(|o| matches!(o, Op::Upsert { .. })) else {
+            let Some(Op::Upsert { row, types, .. }) = ops.iter().find(|o| matches!(o, Op::Upsert { .. })) else {
                 // Deletes only, and no table yet: nothing to delete.
                 return Ok(0);
             };
@@ -124,10 +154,33 @@ impl Sink {
         let transaction = self.client.transaction().await?;
         let mut changed = 0;
         for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
-            let (statement, rows) = match &run[0] {
-                Op::Upsert { .. } => (&statements.upsert, last_per_key(&self.key, run)),
-                Op::Delete(_) => (&statements.delete, run.iter().filter_map(Op::delete).collect()),
+            let statement = match &run[0] {
+                Op::Upsert { .. } => &statements.upsert,
+                Op::Delete { .. } => &statements.delete,
             };
+            let latest = last_per_key(&self.key, run);
+            let positions: Vec<Value> = latest
+                .iter()
+                .map(|op| {
+                    let (partition, offset) = op.position();
+                    serde_json::json!({"key": key_text(&self.key, op), "partition": partition, "offset": offset})
+                })
+                .collect();
+            let newer: std::collections::HashSet<String> = transaction
+                .query(&statements.advance, &[&serde_json::to_string(&positions)?])
+                .await
+                .context("cannot record the sink's positions")?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let rows: Vec<&Map<String, Value>> = latest
+                .into_iter()
+                .filter(|op| newer.contains(&key_text(&self.key, op)))
+                .map(Op::row)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
             let json = serde_json::to_string(&rows)?;
             changed += transaction
                 .execute(statement, &[&json])
@@ -183,17 +236,17 @@ impl Sink {
     }
 }
 
-/// A run of upserts with each key once, its last row (a statement may touch a row only once).
-fn last_per_key<'a>(key: &str, run: &'a [Op]) -> Vec<&'a Map<String, Value>> {
+/// A run of changes with each key once, its last (a statement may touch a row only once).
+fn last_per_key<'a>(key: &str, run: &'a [Op]) -> Vec<&'a Op> {
     let mut seen = std::collections::HashSet::new();
-    let mut rows: Vec<&Map<String, Value>> = run
-        .iter()
-        .rev()
-        .filter_map(Op::upsert)
-        .filter(|row| seen.insert(row.get(key).map(Value::to_string)))
-        .collect();
-    rows.reverse();
-    rows
+    let mut ops: Vec<&Op> = run.iter().rev().filter(|op| seen.insert(key_text(key, op))).collect();
+    ops.reverse();
+    ops
+}
+
+/// A change's key as text, the positions table's key.
+fn key_text(key: &str, op: &Op) -> String {
+    op.row().get(key).map_or_else(String::new, Value::to_string)
 }
 
 #[cfg(test)]
@@ -206,6 +259,7 @@ mod tests {
         Op::Upsert {
             row: row.as_object().unwrap().clone(),
             types: None,
+            position: (0, price),
         }
     }
 
@@ -220,7 +274,7 @@ mod tests {
         ];
         let rows: Vec<(i64, i64)> = last_per_key("id", &run)
             .iter()
-            .map(|r| (r["id"].as_i64().unwrap(), r["price"].as_i64().unwrap()))
+            .map(|op| (op.row()["id"].as_i64().unwrap(), op.row()["price"].as_i64().unwrap()))
             .collect();
         assert_eq!(rows, [(1, 11), (3, 30), (2, 21)]);
     }
