@@ -320,3 +320,81 @@ async fn the_health_listener_is_ready_only_while_consuming() {
         "{text}"
     );
 }
+
+/// A backend in front of a real server that first answers the given statuses, refuses bodies over
+/// `max_body` bytes with 413, and refuses any body naming the model "Poison" with a 400 that names
+/// no row (as the Bento service does); everything else it passes on. Returns its URL and the
+/// statuses it answered.
+async fn scripted_backend(script: Vec<u16>, max_body: usize) -> (String, Arc<std::sync::Mutex<Vec<u16>>>) {
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let state = AppState::new(Model::load(common::shipped_bundle()).unwrap(), common::http::config());
+    let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = answered.clone();
+    let app = axum::Router::new().route(
+        "/predict",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let (state, script, seen) = (state.clone(), script.clone(), seen.clone());
+            async move {
+                let scripted = script.lock().unwrap().pop_front();
+                let response = if let Some(status) = scripted {
+                    (axum::http::StatusCode::from_u16(status).unwrap(), "scripted").into_response()
+                } else if body.len() > max_body {
+                    (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response()
+                } else if String::from_utf8_lossy(&body).contains("Poison") {
+                    (axum::http::StatusCode::BAD_REQUEST, "Invalid JSON input").into_response()
+                } else {
+                    let request = axum::http::Request::post("/predict")
+                        .header("content-type", "application/json")
+                        .body(Body::from(body))
+                        .unwrap();
+                    http::router(state).oneshot(request).await.unwrap()
+                };
+                seen.lock().unwrap().push(response.status().as_u16());
+                response
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, answered)
+}
+
+#[tokio::test]
+async fn only_the_datas_faults_dead_letter_rows_through_a_remote_backend() {
+    let (mut batch, prices) = messages(40);
+    for i in [7, 23] {
+        let mut poisoned: Value = serde_json::from_slice(batch[i].value.as_ref().unwrap()).unwrap();
+        poisoned["payload"]["model"] = json!("Poison");
+        batch[i].value = Some(poisoned.to_string().into_bytes());
+    }
+    // A rotated token, a wrong route and an outage first; bodies of more than about 12 rows are
+    // too large for it.
+    let (url, answered) = scripted_backend(vec![401, 404, 503], 1500).await;
+    let metrics = Arc::new(Metrics::new());
+    let client = remote::Client::new(&url, Duration::from_secs(5), None, metrics.clone()).unwrap();
+    let outcomes = bridge(Pricer::Remote(Box::new(client)), PriceFormat::Float)
+        .handle(&batch)
+        .await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (7 | 23, Outcome::DeadLetter { kind, error }) => {
+                assert_eq!(kind, "backend_refused");
+                assert!(error.contains("Invalid JSON input"), "{error}");
+            }
+            (7 | 23, other) => panic!("message {i}: {other:?}"),
+            (_, outcome) => assert_eq!(price_of(outcome), json!(f64::from(prices[i])), "message {i}"),
+        }
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert_eq!(&answered[..3], [401, 404, 503], "{answered:?}");
+    assert!(answered.contains(&413) && answered.contains(&400), "{answered:?}");
+    assert_eq!(
+        metrics.backend_retries.get(),
+        3,
+        "the three faults that are not the data's are retried"
+    );
+}

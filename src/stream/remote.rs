@@ -1,7 +1,10 @@
 //! The optional remote backend (`--predict-url`): rows posted as one columnar body to a `/predict`
-//! endpoint, this server's or the Bento service's. A refusal naming a row dead-letters that row; a
-//! backend that is down, slow or overloaded is retried with backoff for as long as it takes, and the
-//! bridge consumes nothing meanwhile (paused, never skipped).
+//! endpoint, this server's or the Bento service's. Only the data's faults dead-letter rows: a
+//! refusal naming a row dead-letters that row, and one naming none is narrowed down by halving the
+//! batch until the refused rows stand alone. Faults that are not the data's (down, slow, overloaded,
+//! 5xx, and 401, 403 or 404: a rotated token or a wrong URL) are retried with backoff for as long as
+//! it takes, counted and logged, and the bridge consumes nothing meanwhile (paused, never skipped).
+//! A body too large for the backend (413) is sent again in halves.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +44,9 @@ pub struct Client {
 enum Failure {
     /// The backend refused the rows; retrying will not help.
     Refused(RowError),
-    /// Down, slow or overloaded; worth another try.
+    /// The body is too large for the backend (413): fewer rows at a time will do.
+    TooLarge(RowError),
+    /// Down, slow, overloaded or misconfigured; worth another try.
     Transient(String),
 }
 
@@ -67,19 +72,51 @@ impl Client {
         })
     }
 
-    /// Prices the rows, retrying until the backend answers.
+    /// Prices the rows, retrying until the backend answers. A refusal that names no row, or a 413,
+    /// is met by pricing each half of the rows on its own, down to single rows; the error returned
+    /// names the first refused row.
     pub async fn predict(
         &self,
         columns: &ColumnMap,
         price_field: &str,
         rows: &[&Members<'_>],
     ) -> Result<Vec<f32>, RowError> {
+        match self.predict_once(columns, price_field, rows).await {
+            Ok(prices) => Ok(prices),
+            Err(Failure::Refused(e)) if e.row.is_some() || rows.len() == 1 => Err(RowError {
+                row: e.row.or(Some(0)),
+                ..e
+            }),
+            Err(Failure::TooLarge(e)) if rows.len() == 1 => Err(RowError { row: Some(0), ..e }),
+            Err(_) => {
+                let (left, right) = rows.split_at(rows.len() / 2);
+                let mut prices = Box::pin(self.predict(columns, price_field, left)).await?;
+                let more = Box::pin(self.predict(columns, price_field, right))
+                    .await
+                    .map_err(|e| RowError {
+                        row: e.row.map(|r| r + left.len()),
+                        ..e
+                    })?;
+                prices.extend(more);
+                Ok(prices)
+            }
+        }
+    }
+
+    /// One body for all the rows, sent until it is answered with prices or refused (never
+    /// `Failure::Transient`: those are retried here).
+    async fn predict_once(
+        &self,
+        columns: &ColumnMap,
+        price_field: &str,
+        rows: &[&Members<'_>],
+    ) -> Result<Vec<f32>, Failure> {
         let body = Bytes::from(columnar(columns, price_field, rows));
         let mut backoff = FIRST_BACKOFF;
         loop {
             match self.attempt(body.clone(), rows.len()).await {
                 Ok(prices) => return Ok(prices),
-                Err(Failure::Refused(e)) => return Err(e),
+                Err(refused @ (Failure::Refused(_) | Failure::TooLarge(_))) => return Err(refused),
                 Err(Failure::Transient(why)) => {
                     self.metrics.backend_retries.inc();
                     tracing::warn!(url = %self.url, error = %why, retry_in_ms = backoff.as_millis() as u64,
@@ -109,9 +146,22 @@ impl Client {
             Ok(Ok(answer)) => answer,
         };
         let text = String::from_utf8_lossy(&bytes);
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
-        {
+        // Not the data's fault: the backend is down or overloaded, or the bridge is misconfigured
+        // (a rotated token, a wrong URL). Dead-lettering the data would not fix it.
+        let transient = status.is_server_error()
+            || matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS
+                    | StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+                    | StatusCode::NOT_FOUND
+            );
+        if transient {
             return Err(Failure::Transient(format!("{status}: {text}")));
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Failure::TooLarge(refusal(status, &bytes)));
         }
         if !status.is_success() {
             return Err(Failure::Refused(refusal(status, &bytes)));
