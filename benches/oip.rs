@@ -5,6 +5,11 @@
 //! generator is one thread, so the server keeps most of the machine. The six cases alternate
 //! within each round; each prints its rate and p99 per round, then min and median over rounds.
 //!
+//! The load generator shares the machine, and a gRPC client spends more CPU per call than an
+//! HTTP/1 one, so the rates partly measure the client. The CPU time the server's threads and the
+//! load thread spend per request (from /proc, per thread) is printed too: the server's is what the
+//! wire form costs xgserve.
+//!
 //!     cargo bench --bench oip -- [seconds per case, default 5] [rounds, default 3]
 
 use std::sync::Arc;
@@ -112,6 +117,32 @@ fn grpc_request(model: &Model, rows: usize) -> ModelInferRequest {
     }
 }
 
+/// CPU seconds so far of this process's threads, split into the load generator's (named `load`)
+/// and the rest (the server's).
+fn cpu_seconds() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ
+    let (mut server, mut load) = (0.0, 0.0);
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let (Ok(stat), Ok(name)) = (
+            std::fs::read_to_string(path.join("stat")),
+            std::fs::read_to_string(path.join("comm")),
+        ) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is the 3rd field, utime the 14th, stime the 15th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let seconds = (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / ticks;
+        if name.trim() == "load" {
+            load += seconds;
+        } else {
+            server += seconds;
+        }
+    }
+    (server, load)
+}
+
 /// Requests answered and their latencies, over all connections, for `seconds`.
 async fn load(
     wire: Wire,
@@ -198,6 +229,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
+        .thread_name("server")
         .enable_all()
         .build()
         .unwrap();
@@ -209,6 +241,7 @@ fn main() {
 
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("load")
         .enable_all()
         .build()
         .unwrap();
@@ -225,27 +258,40 @@ fn main() {
         for k in 0..cases.len() {
             let i = (k + round) % cases.len();
             let (wire, rows) = cases[i];
+            let (server_before, load_before) = cpu_seconds();
             let (rate, p99) = client.block_on(load(wire, rows, &model, http_address, grpc_address, seconds));
+            let (server_after, load_after) = cpu_seconds();
+            let requests = rate * seconds as f64;
+            let server_us = (server_after - server_before) / requests * 1e6;
+            let load_us = (load_after - load_before) / requests * 1e6;
             println!(
-                "round {} {wire:?} {rows} rows: {rate:.0} req/s, p99 {:.2} ms",
+                "round {} {wire:?} {rows} rows: {rate:.0} req/s, p99 {:.2} ms, CPU per request: server {server_us:.1} µs, load generator {load_us:.1} µs",
                 round + 1,
                 p99.as_secs_f64() * 1e3
             );
-            results[i].push((rate, p99));
+            results[i].push((rate, p99, server_us));
         }
     }
-    println!("\n| wire | rows | req/s min | req/s median | p99 ms min | p99 ms median |\n| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "\n| wire | rows | req/s min | req/s median | p99 ms min | p99 ms median | server CPU µs/req min | median |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for ((wire, rows), runs) in cases.iter().zip(&mut results) {
-        let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let mut p99s: Vec<f64> = runs.iter().map(|r| r.1.as_secs_f64() * 1e3).collect();
-        rates.sort_by(f64::total_cmp);
-        p99s.sort_by(f64::total_cmp);
+        let sorted = |f: &dyn Fn(&(f64, Duration, f64)) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let rates = sorted(&|r| r.0);
+        let p99s = sorted(&|r| r.1.as_secs_f64() * 1e3);
+        let cpu = sorted(&|r| r.2);
         println!(
-            "| {wire:?} | {rows} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {wire:?} | {rows} | {:.0} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
             rates[0],
             rates[rates.len() / 2],
             p99s[0],
-            p99s[p99s.len() / 2]
+            p99s[p99s.len() / 2],
+            cpu[0],
+            cpu[cpu.len() / 2]
         );
     }
 }

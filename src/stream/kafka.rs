@@ -29,6 +29,8 @@ pub const HEADER_ERROR_TYPE: &str = "xgserve.error.type";
 pub const HEADER_TOPIC: &str = "xgserve.source.topic";
 pub const HEADER_PARTITION: &str = "xgserve.source.partition";
 pub const HEADER_OFFSET: &str = "xgserve.source.offset";
+/// On a dead letter sent without the message's value (too large to produce): why.
+pub const HEADER_VALUE_OMITTED: &str = "xgserve.value.omitted";
 
 /// A batch whose records are enqueued: the deliveries to wait for, and the offsets to commit after.
 struct Pending {
@@ -376,7 +378,9 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 }
 
 /// Enqueues one record per message: the priced record, a tombstone, or the message itself to the
-/// dead-letter topic with headers naming the error and where it came from.
+/// dead-letter topic with headers naming the error and where it came from. A record the producer
+/// refuses for good (larger than `message.max.bytes`, say) is dead-lettered instead; only a dead
+/// letter that cannot be written either stops the bridge, before its batch is committed.
 async fn enqueue(
     producer: &FutureProducer,
     config: &KafkaConfig,
@@ -388,29 +392,22 @@ async fn enqueue(
     let mut deliveries = VecDeque::with_capacity(batch.len());
     for (message, outcome) in batch.iter().zip(outcomes) {
         let key = message.key.as_deref();
-        let delivery = match outcome {
-            Outcome::Priced { value, .. } => {
-                let sent = send(producer, record(&config.sink_topic, key, Some(value))).await?;
-                (sent, Delivered::Priced)
+        let sent = match outcome {
+            Outcome::Priced { value, .. } => send(producer, record(&config.sink_topic, key, Some(value)))
+                .await
+                .map(|sent| (sent, Delivered::Priced)),
+            Outcome::Tombstone => send(producer, record(&config.sink_topic, key, None))
+                .await
+                .map(|sent| (sent, Delivered::Tombstone)),
+            Outcome::DeadLetter { kind, error } => Ok(dead_letter(producer, config, message, kind, error).await?),
+        };
+        let delivery = match sent {
+            Ok(delivery) => delivery,
+            Err(e) if permanent(&e) => {
+                let error = format!("the priced record cannot be produced: {e}");
+                dead_letter(producer, config, message, "unproducible", &error).await?
             }
-            Outcome::Tombstone => (
-                send(producer, record(&config.sink_topic, key, None)).await?,
-                Delivered::Tombstone,
-            ),
-            Outcome::DeadLetter { kind, error } => {
-                tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset,
-                    error_type = %kind, %error, "dead-lettered");
-                let partition = message.partition.to_string();
-                let offset = message.offset.to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(header(HEADER_ERROR, error))
-                    .insert(header(HEADER_ERROR_TYPE, kind))
-                    .insert(header(HEADER_TOPIC, &message.topic))
-                    .insert(header(HEADER_PARTITION, &partition))
-                    .insert(header(HEADER_OFFSET, &offset));
-                let record = record(&config.dead_letter_topic, key, message.value.as_deref()).headers(headers);
-                (send(producer, record).await?, Delivered::DeadLetter(kind.clone()))
-            }
+            Err(e) => return Err(e).context("cannot enqueue a record"),
         };
         deliveries.push_back(delivery);
     }
@@ -487,8 +484,63 @@ fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) ->
     record
 }
 
+/// Enqueues the message to the dead-letter topic with headers naming the error and where it came
+/// from. When the message itself is too large to produce, the dead letter goes without its value
+/// (the source topic keeps it, at the partition and offset the headers name).
+async fn dead_letter(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    message: &Message,
+    kind: &str,
+    error: &str,
+) -> anyhow::Result<(DeliveryFuture, Delivered)> {
+    tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset,
+        error_type = %kind, %error, "dead-lettered");
+    let partition = message.partition.to_string();
+    let offset = message.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(header(HEADER_ERROR, error))
+        .insert(header(HEADER_ERROR_TYPE, kind))
+        .insert(header(HEADER_TOPIC, &message.topic))
+        .insert(header(HEADER_PARTITION, &partition))
+        .insert(header(HEADER_OFFSET, &offset));
+    let key = message.key.as_deref();
+    let topic = &config.dead_letter_topic;
+    let sent = match send(
+        producer,
+        record(topic, key, message.value.as_deref()).headers(headers.clone()),
+    )
+    .await
+    {
+        Err(e) if permanent(&e) => {
+            let headers = headers.insert(header(HEADER_VALUE_OMITTED, &e.to_string()));
+            send(producer, record(topic, key, None).headers(headers)).await
+        }
+        other => other,
+    };
+    let sent = sent.context("cannot write to the dead-letter topic; stopping before the batch is committed")?;
+    Ok((sent, Delivered::DeadLetter(kind.to_owned())))
+}
+
+/// Whether the producer refuses the record for good, whatever is retried.
+fn permanent(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::BadMessage
+        )
+    )
+}
+
 /// Enqueues a record, waiting while librdkafka's queue is full.
-async fn send(producer: &FutureProducer, mut record: FutureRecord<'_, [u8], [u8]>) -> anyhow::Result<DeliveryFuture> {
+async fn send(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
@@ -496,7 +548,7 @@ async fn send(producer: &FutureProducer, mut record: FutureRecord<'_, [u8], [u8]
                 record = back;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((e, _)) => return Err(e).context("cannot enqueue a record"),
+            Err((e, _)) => return Err(e),
         }
     }
 }
