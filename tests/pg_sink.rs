@@ -83,3 +83,39 @@ async fn an_older_change_never_overwrites_a_newer_one() {
         .collect();
     assert_eq!(columns, ["id", "price"]);
 }
+
+#[tokio::test]
+async fn rows_postgres_refuses_are_returned_and_the_rest_applied() {
+    let out = common::repo().join("target/pg-sink-refused");
+    std::fs::create_dir_all(&out).unwrap();
+    let postgres = tokio::task::spawn_blocking(move || common::services::Postgres::start(&out))
+        .await
+        .unwrap();
+    let db = postgres.connect().await;
+    // A table of the operator's, stricter than the data: no negative prices.
+    db.batch_execute("CREATE TABLE priced (id BIGINT PRIMARY KEY, price BIGINT CHECK (price >= 0))")
+        .await
+        .unwrap();
+    let mut sink = Sink::connect(&postgres.url("car_database"), "priced", "id")
+        .await
+        .unwrap();
+    let applied = sink
+        .apply(&[
+            upsert(1, 100, 1),
+            upsert(2, -5, 2),
+            upsert(3, 300, 3),
+            delete(1, 4),
+            upsert(4, -1, 5),
+        ])
+        .await
+        .unwrap();
+    let refused: Vec<usize> = applied.refused.iter().map(|(i, _)| *i).collect();
+    assert_eq!(refused, [1, 4], "{:?}", applied.refused);
+    assert!(applied.refused[0].1.contains("23514"), "{:?}", applied.refused);
+    assert_eq!(
+        table(&db).await,
+        [(3, 300)],
+        "the others applied, in order (1 then deleted)"
+    );
+    assert_eq!(applied.changed, 3);
+}

@@ -1,6 +1,6 @@
-//! A record the producer refuses for good (larger than `message.max.bytes`) goes to the
-//! dead-letter topic with the reason in its headers, and the stream goes on: the real bridge
-//! against the real broker (tansu), on loopback.
+//! A record the producer refuses for good (larger than `message.max.bytes`), or a row the Postgres
+//! sink refuses, goes to the dead-letter topic with the reason in its headers, and the stream goes
+//! on: the real bridge against the real broker (tansu) and PostgreSQL, on loopback.
 
 mod common;
 
@@ -33,6 +33,95 @@ fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Produces flattened rows without a schema, keyed by id, to `topic`.
+fn produce(broker: &Broker, topic: &str, rows: &[serde_json::Value]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    for row in rows {
+        let key = format!("{{\"id\": {}}}", row["id"]);
+        let value = row.to_string();
+        runtime
+            .block_on(producer.send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            ))
+            .unwrap();
+    }
+}
+
+fn car(id: i64, mileage: i64) -> serde_json::Value {
+    serde_json::json!({"id": id, "model": "Fiesta", "year": 2017, "transmission": "Manual",
+        "mileage": mileage, "fuel_type": "Petrol", "tax": 150, "mpg": 57.7, "engine_size": 1.0,
+        "suggested_price": null})
+}
+
+#[test]
+fn a_row_the_postgres_sink_refuses_is_dead_lettered_and_the_others_land() {
+    let out = common::repo().join("target/stream-sink-refused");
+    std::fs::create_dir_all(&out).unwrap();
+    let broker = Broker::start(&out);
+    for topic in ["cars2", "priced2", "priced2.dlq"] {
+        broker.create_topic(topic, 1);
+    }
+    let postgres = common::services::Postgres::start(&out);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(postgres.connect());
+    // The operator's table refuses mileages of 100,000 and more.
+    runtime
+        .block_on(db.batch_execute(
+            "CREATE TABLE priced2 (id BIGINT PRIMARY KEY, model TEXT, year INTEGER, transmission TEXT, \
+             mileage INTEGER CHECK (mileage < 100000), fuel_type TEXT, tax INTEGER, mpg REAL, \
+             engine_size REAL, suggested_price INTEGER)",
+        ))
+        .unwrap();
+    produce(&broker, "cars2", &[car(1, 15944), car(2, 150_000), car(3, 20000)]);
+    let pg = postgres.url("car_database");
+    // --pg-sink and --pg-table through the environment, as a deployment's Secret would give them.
+    let mut bridge = common::process::Process::spawn(
+        "bridge-pg",
+        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "stream",
+                "--brokers",
+                &broker.brokers(),
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
+            ])
+            .args([
+                "--source-topics",
+                "cars2",
+                "--sink-topic",
+                "priced2",
+                "--dead-letter-topic",
+                "priced2.dlq",
+            ])
+            .env("XGSERVE_PG_SINK", &pg)
+            .env("XGSERVE_PG_TABLE", "priced2"),
+        &out,
+    );
+    let dead = read(&broker.brokers(), "priced2.dlq", 1);
+    assert_eq!(dead.len(), 1, "no dead letter:\n{}", bridge.tail());
+    assert_eq!(dead[0].key(), Some(&b"{\"id\": 2}"[..]));
+    assert_eq!(header(&dead[0], "xgserve.error.type").as_deref(), Some("sink_refused"));
+    assert!(header(&dead[0], "xgserve.error").unwrap().contains("23514"));
+    let priced = read(&broker.brokers(), "priced2", 2);
+    assert_eq!(priced.len(), 2, "{}", bridge.tail());
+    let ids: Vec<i64> = runtime
+        .block_on(db.query("SELECT id FROM priced2 ORDER BY id", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [1, 3]);
+    bridge.assert_running();
 }
 
 #[test]

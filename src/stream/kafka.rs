@@ -326,7 +326,7 @@ pub async fn run(
         metrics.consumed.inc_by(batch.len() as u64);
         metrics.batch_size.observe(batch.len() as f64);
         // A remote backend that is down holds the batch; a shutdown then leaves it uncommitted.
-        let outcomes = tokio::select! {
+        let mut outcomes = tokio::select! {
             biased;
             outcomes = bridge.handle(&batch) => outcomes,
             () = &mut shutdown => {
@@ -335,8 +335,16 @@ pub async fn run(
             }
         };
         if let Some(sink) = sink.as_mut() {
-            let changed = sink.apply(&sink_ops(&batch, &outcomes)).await?;
-            metrics.sink_rows.inc_by(changed);
+            let (ops, messages) = sink_ops(&batch, &outcomes);
+            let applied = sink.apply(&ops).await?;
+            metrics.sink_rows.inc_by(applied.changed);
+            // A row Postgres refuses goes to the dead letters instead of the sink topic.
+            for (op, reason) in applied.refused {
+                outcomes[messages[op]] = Outcome::DeadLetter {
+                    kind: "sink_refused".into(),
+                    error: format!("the Postgres sink refused the row: {reason}"),
+                };
+            }
         }
         let id = consumer
             .context()
@@ -553,28 +561,33 @@ async fn send(
     }
 }
 
-/// The batch's changes for the Postgres sink, in order; dead letters change nothing.
-fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> Vec<Op> {
+/// The batch's changes for the Postgres sink, in order, and the message each comes from; dead
+/// letters change nothing.
+fn sink_ops(batch: &[Message], outcomes: &[Outcome]) -> (Vec<Op>, Vec<usize>) {
     batch
         .iter()
         .zip(outcomes)
-        .filter_map(|(message, outcome)| match outcome {
-            Outcome::Priced { row, types, .. } => Some(Op::Upsert {
-                row: row.clone(),
-                types: types.clone(),
-                position: (message.partition, message.offset),
-            }),
-            Outcome::Tombstone => message
-                .key
-                .as_deref()
-                .and_then(debezium::key_fields)
-                .map(|key| Op::Delete {
-                    key,
+        .enumerate()
+        .filter_map(|(i, (message, outcome))| {
+            match outcome {
+                Outcome::Priced { row, types, .. } => Some(Op::Upsert {
+                    row: row.clone(),
+                    types: types.clone(),
                     position: (message.partition, message.offset),
                 }),
-            Outcome::DeadLetter { .. } => None,
+                Outcome::Tombstone => message
+                    .key
+                    .as_deref()
+                    .and_then(debezium::key_fields)
+                    .map(|key| Op::Delete {
+                        key,
+                        position: (message.partition, message.offset),
+                    }),
+                Outcome::DeadLetter { .. } => None,
+            }
+            .map(|op| (op, i))
         })
-        .collect()
+        .unzip()
 }
 
 fn offsets(next: &Offsets) -> anyhow::Result<TopicPartitionList> {

@@ -140,9 +140,48 @@ impl Sink {
         }))
     }
 
-    /// Applies a batch's changes in one transaction: each run of upserts, and each run of deletes,
-    /// in one statement, skipping each change older than its key's last applied one.
-    pub async fn apply(&mut self, ops: &[Op]) -> anyhow::Result<u64> {
+    /// Applies a batch's changes in one transaction (each run of upserts, and each run of deletes,
+    /// in one statement), skipping each change older than its key's last applied one. When Postgres
+    /// refuses the data (a constraint, a value its column cannot hold), each change is applied again
+    /// alone, and the refused ones are returned, by index, with Postgres' reason: for the dead
+    /// letters. Any other error (the connection, the table) fails the batch.
+    pub async fn apply(&mut self, ops: &[Op]) -> anyhow::Result<Applied> {
+        match self.apply_together(ops).await {
+            Ok(changed) => Ok(Applied {
+                changed,
+                refused: Vec::new(),
+            }),
+            Err(e) if refused_data(&e).is_some() => self.apply_each(ops).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One transaction, one savepoint per change: the refused changes roll back alone.
+    async fn apply_each(&mut self, ops: &[Op]) -> anyhow::Result<Applied> {
+        let mut transaction = self.client.transaction().await?;
+        let statements = self.statements.as_ref().context("the sink table has no columns")?;
+        let mut applied = Applied::default();
+        for (i, op) in ops.iter().enumerate() {
+            let savepoint = transaction.savepoint(format!("op{i}")).await?;
+            match apply_run(&savepoint, statements, &self.key, std::slice::from_ref(op)).await {
+                Ok(changed) => {
+                    savepoint.commit().await?;
+                    applied.changed += changed;
+                }
+                Err(e) => match refused_data(&e) {
+                    Some(reason) => {
+                        savepoint.rollback().await?;
+                        applied.refused.push((i, reason));
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+        transaction.commit().await.context("commit the sink transaction")?;
+        Ok(applied)
+    }
+
+    async fn apply_together(&mut self, ops: &[Op]) -> anyhow::Result<u64> {
         if self.statements.is_none() {
             let Some(Op::Upsert { row, types, .. }) = ops.iter().find(|o| matches!(o, Op::Upsert { .. })) else {
                 // Deletes only, and no table yet: nothing to delete.
@@ -154,38 +193,7 @@ impl Sink {
         let transaction = self.client.transaction().await?;
         let mut changed = 0;
         for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
-            let statement = match &run[0] {
-                Op::Upsert { .. } => &statements.upsert,
-                Op::Delete { .. } => &statements.delete,
-            };
-            let latest = last_per_key(&self.key, run);
-            let positions: Vec<Value> = latest
-                .iter()
-                .map(|op| {
-                    let (partition, offset) = op.position();
-                    serde_json::json!({"key": key_text(&self.key, op), "partition": partition, "offset": offset})
-                })
-                .collect();
-            let newer: std::collections::HashSet<String> = transaction
-                .query(&statements.advance, &[&serde_json::to_string(&positions)?])
-                .await
-                .context("cannot record the sink's positions")?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let rows: Vec<&Map<String, Value>> = latest
-                .into_iter()
-                .filter(|op| newer.contains(&key_text(&self.key, op)))
-                .map(Op::row)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let json = serde_json::to_string(&rows)?;
-            changed += transaction
-                .execute(statement, &[&json])
-                .await
-                .with_context(|| format!("cannot apply the batch to the sink: {statement}"))?;
+            changed += apply_run(&transaction, statements, &self.key, run).await?;
         }
         transaction.commit().await.context("commit the sink transaction")?;
         Ok(changed)
@@ -234,6 +242,68 @@ impl Sink {
         tracing::info!(table = %self.name, "created the sink table");
         Ok(())
     }
+}
+
+/// Applies a run of changes of one kind (upserts, or deletes) in one statement, after recording
+/// their positions; returns the rows changed.
+async fn apply_run(
+    transaction: &tokio_postgres::Transaction<'_>,
+    statements: &Statements,
+    key: &str,
+    run: &[Op],
+) -> anyhow::Result<u64> {
+    let statement = match &run[0] {
+        Op::Upsert { .. } => &statements.upsert,
+        Op::Delete { .. } => &statements.delete,
+    };
+    let latest = last_per_key(key, run);
+    let positions: Vec<Value> = latest
+        .iter()
+        .map(|op| {
+            let (partition, offset) = op.position();
+            serde_json::json!({"key": key_text(key, op), "partition": partition, "offset": offset})
+        })
+        .collect();
+    let newer: std::collections::HashSet<String> = transaction
+        .query(&statements.advance, &[&serde_json::to_string(&positions)?])
+        .await
+        .context("cannot record the sink's positions")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rows: Vec<&Map<String, Value>> = latest
+        .into_iter()
+        .filter(|op| newer.contains(&key_text(key, op)))
+        .map(Op::row)
+        .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let json = serde_json::to_string(&rows)?;
+    transaction
+        .execute(statement, &[&json])
+        .await
+        .with_context(|| format!("cannot apply the batch to the sink: {statement}"))
+}
+
+/// What a batch did to the table.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Rows upserted or deleted.
+    pub changed: u64,
+    /// Changes Postgres refused, by their index in the batch, with its reason.
+    pub refused: Vec<(usize, String)>,
+}
+
+/// Postgres' reason when it refused the data itself (SQLSTATE classes 22, data exception, and 23,
+/// integrity constraint violation): retrying will not help, and the other changes are fine.
+fn refused_data(error: &anyhow::Error) -> Option<String> {
+    let db = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<tokio_postgres::Error>())?
+        .as_db_error()?;
+    let class = &db.code().code()[..2];
+    matches!(class, "22" | "23").then(|| format!("{} ({})", db.message(), db.code().code()))
 }
 
 /// A run of changes with each key once, its last (a statement may touch a row only once).
