@@ -175,6 +175,33 @@ async fn a_panicked_prediction_is_a_500_and_an_abandoned_one_keeps_its_permit() 
         "{metrics}"
     );
 
+    // A reload whose load task panics is the server's fault too: 500, and the old model serves on.
+    let admin = state_with(HttpConfig {
+        api_key: Some("reload-token".into()),
+        ..config()
+    });
+    fail::cfg("reload", "panic(secret loader detail)").unwrap();
+    let reload = axum::http::Request::post("/admin/reload")
+        .header("authorization", "Bearer reload-token")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = send(&admin, reload).await;
+    fail::remove("reload");
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", answer.body);
+    assert_eq!(answer.json()["error_type"], "internal");
+    assert!(!answer.body.contains("secret"), "{}", answer.body);
+    assert!(admin
+        .metrics
+        .render()
+        .contains(r#"xgserve_model_reloads_total{result="error"} 1"#));
+    let authorized = axum::http::Request::post("/predict")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer reload-token")
+        .body(axum::body::Body::from(EXAMPLE))
+        .unwrap();
+    let answer = send(&admin, authorized).await;
+    assert_eq!(answer.body, EXAMPLE_RESPONSE.trim_end(), "the old model serves on");
+
     // One permit, a 200 ms deadline, and a prediction that takes 1.5 s.
     let state = state_with(HttpConfig {
         max_concurrency: 1,

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use error::ApiError;
 
-use crate::bundle::{BundleError, Model};
+use crate::bundle::Model;
 use crate::input::{self, Limits};
 use crate::preprocess::Batch;
 use metrics::Metrics;
@@ -150,17 +150,24 @@ impl Core {
     }
 
     /// Loads the bundle again from its folder, checks it and swaps it in; on any refusal the old
-    /// model keeps serving and the error says why.
-    pub async fn reload(&self) -> Result<Arc<Model>, BundleError> {
+    /// model keeps serving and the error says why: `Reload` when the bundle is refused, `Internal`
+    /// when the load itself failed (its task panicked), which is the server's fault.
+    pub async fn reload(&self) -> Result<Arc<Model>, ApiError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let dir = self.model().dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || Model::load(dir)).await;
-        let mut result = loaded.unwrap_or_else(|e| {
-            Err(BundleError {
-                path: self.model().dir.clone(),
-                reason: format!("the load task failed: {e}"),
-            })
-        });
+        let loaded = tokio::task::spawn_blocking(move || {
+            fail::fail_point!("reload");
+            Model::load(dir)
+        })
+        .await;
+        let mut result = match loaded {
+            Ok(result) => result,
+            Err(e) => {
+                self.metrics.record_reload(false);
+                tracing::error!(error = %e, "the reload task failed; the previous model keeps serving");
+                return Err(ApiError::Internal(format!("the reload task failed: {e}")));
+            }
+        };
         if let Ok(model) = &mut result {
             rename(model, &self.policy);
         }
@@ -177,7 +184,7 @@ impl Core {
             Err(error) => {
                 self.metrics.record_reload(false);
                 tracing::error!(%error, "reload refused; the previous model keeps serving");
-                Err(error)
+                Err(ApiError::Reload(error))
             }
         }
     }
