@@ -280,12 +280,7 @@ fn binary_column(bytes: &[u8], column: &str, datatype: &str, count: usize) -> Re
         }
         return Ok(Column::Text(values));
     }
-    let width = match datatype {
-        "INT8" | "UINT8" => 1,
-        "INT16" | "UINT16" => 2,
-        "FP32" | "INT32" | "UINT32" => 4,
-        _ => 8,
-    };
+    let (width, read) = number_reader(datatype);
     if bytes.len() != count * width {
         let message = format!(
             "has {} bytes of binary data; {count} values of {datatype} take {}",
@@ -294,22 +289,26 @@ fn binary_column(bytes: &[u8], column: &str, datatype: &str, count: usize) -> Re
         );
         return Err(InputError::at(InputErrorKind::Ragged, column, None, message));
     }
-    let values = bytes.chunks_exact(width).map(|b| number(b, datatype)).collect();
-    Ok(Column::Number(values))
+    Ok(Column::Number(bytes.chunks_exact(width).map(read).collect()))
 }
 
-fn number(b: &[u8], datatype: &str) -> f64 {
+/// The width of a little-endian number of `datatype` and how to read one, chosen once per tensor
+/// rather than per value. Other datatypes are refused before this is asked; they read as FP64.
+fn number_reader(datatype: &str) -> (usize, fn(&[u8]) -> f64) {
+    fn le<const N: usize>(b: &[u8]) -> [u8; N] {
+        b.try_into().expect("chunks of the datatype's width")
+    }
     match datatype {
-        "INT8" => i8::from_le_bytes([b[0]]) as f64,
-        "UINT8" => b[0] as f64,
-        "INT16" => i16::from_le_bytes([b[0], b[1]]) as f64,
-        "UINT16" => u16::from_le_bytes([b[0], b[1]]) as f64,
-        "INT32" => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-        "UINT32" => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-        "FP32" => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
-        "INT64" => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
-        "UINT64" => u64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
-        _ => f64::from_le_bytes(b.try_into().expect("8 bytes")),
+        "INT8" => (1, |b| i8::from_le_bytes(le(b)) as f64),
+        "UINT8" => (1, |b| u8::from_le_bytes(le(b)) as f64),
+        "INT16" => (2, |b| i16::from_le_bytes(le(b)) as f64),
+        "UINT16" => (2, |b| u16::from_le_bytes(le(b)) as f64),
+        "INT32" => (4, |b| i32::from_le_bytes(le(b)) as f64),
+        "UINT32" => (4, |b| u32::from_le_bytes(le(b)) as f64),
+        "FP32" => (4, |b| f32::from_le_bytes(le(b)) as f64),
+        "INT64" => (8, |b| i64::from_le_bytes(le(b)) as f64),
+        "UINT64" => (8, |b| u64::from_le_bytes(le(b)) as f64),
+        _ => (8, |b| f64::from_le_bytes(le(b))),
     }
 }
 
