@@ -109,13 +109,8 @@ fn grpc_thread(
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
     workers: usize,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<Result<(), tonic::transport::Error>>> {
-    let threads = if workers == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        workers
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(http::worker_count(workers))
         .thread_name("grpc")
         .enable_all()
         .build()?;

@@ -160,7 +160,7 @@ impl Core {
             Model::load(dir)
         })
         .await;
-        let mut result = match loaded {
+        let result = match loaded {
             Ok(result) => result,
             Err(e) => {
                 self.metrics.record_reload(false);
@@ -168,11 +168,9 @@ impl Core {
                 return Err(ApiError::Internal(format!("the reload task failed: {e}")));
             }
         };
-        if let Ok(model) = &mut result {
-            rename(model, &self.policy);
-        }
         match result {
-            Ok(model) => {
+            Ok(mut model) => {
+                rename(&mut model, &self.policy);
                 let model = Arc::new(model);
                 self.metrics
                     .set_model(&model.manifest.name, &model.manifest.version, &model.digest);

@@ -106,7 +106,7 @@ impl Inference {
         let (model, predictions) = tokio::time::timeout(deadline, predict)
             .await
             .map_err(|_| ApiError::Timeout(deadline.as_millis()))??;
-        let raw: Vec<u8> = predictions.iter().flat_map(|p| p.to_le_bytes()).collect();
+        let raw: Vec<u8> = input::v2_fp32_bytes(&predictions).collect();
         Ok(ModelInferResponse {
             model_name: model.manifest.name.clone(),
             model_version: model.manifest.version.clone(),
@@ -132,20 +132,17 @@ fn decode(
     inputs: &[crate::preprocess::InputSpec],
     limits: input::Limits,
 ) -> Result<crate::preprocess::Batch, ApiError> {
-    let syntax = |message: String| ApiError::Input(crate::preprocess::InputError::new(InputErrorKind::Syntax, message));
-    if let Some(output) = request.outputs.iter().find(|o| o.name != OUTPUT) {
-        return Err(syntax(format!(
-            "output {:?} is not served; the model's output is {OUTPUT:?}",
-            output.name
-        )));
+    for output in &request.outputs {
+        input::v2_served_output(&output.name)?;
     }
     let raw = &request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
-        return Err(syntax(format!(
+        let message = format!(
             "raw_input_contents has {} entries for {} inputs; give one per input or none",
             raw.len(),
             request.inputs.len()
-        )));
+        );
+        return Err(crate::preprocess::InputError::new(InputErrorKind::Syntax, message).into());
     }
     let tensors = request.inputs.iter().enumerate().map(|(i, tensor)| V2Tensor {
         name: &tensor.name,

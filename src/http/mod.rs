@@ -27,7 +27,7 @@ use tower_http::cors::CorsLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody, V2Error};
-pub use server::run;
+pub use server::{run, worker_count};
 
 use crate::bundle::Model;
 use crate::core::{Core, Policy};

@@ -191,7 +191,7 @@ fn serve(
 }
 
 /// How many workers `configured` asks for: 0 means one per core.
-fn worker_count(configured: usize) -> usize {
+pub fn worker_count(configured: usize) -> usize {
     match configured {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -241,7 +241,7 @@ async fn infer_inner(state: &AppState, name: &str, request: Request) -> Result<R
         )
         .into_bytes();
         let json_length = body.len();
-        body.extend(predictions.iter().flat_map(|p| p.to_le_bytes()));
+        body.extend(input::v2_fp32_bytes(&predictions));
         let headers = [
             (
                 header::CONTENT_TYPE,

@@ -163,15 +163,7 @@ pub fn decode_v2(
     }
     let mut binary_output = request.parameters.binary_data_output.unwrap_or(false);
     for output in &request.outputs {
-        if output.name != OUTPUT {
-            return Err(InputError::new(
-                InputErrorKind::Syntax,
-                format!(
-                    "output {:?} is not served; the model's output is {OUTPUT:?}",
-                    output.name
-                ),
-            ));
-        }
+        served_output(&output.name)?;
         binary_output = output.parameters.binary_data.unwrap_or(binary_output);
     }
     let batch = decode_tensors(tensors, inputs, limits)?;
@@ -180,6 +172,20 @@ pub fn decode_v2(
         batch,
         binary_output,
     })
+}
+
+/// Refuses a requested output other than the model's one, [`OUTPUT`].
+pub fn served_output(name: &str) -> Result<(), InputError> {
+    if name == OUTPUT {
+        return Ok(());
+    }
+    let message = format!("output {name:?} is not served; the model's output is {OUTPUT:?}");
+    Err(InputError::new(InputErrorKind::Syntax, message))
+}
+
+/// The predictions as the binary forms carry an FP32 tensor: little-endian, one after another.
+pub fn fp32_bytes(predictions: &[f32]) -> impl Iterator<Item = u8> + '_ {
+    predictions.iter().flat_map(|p| p.to_le_bytes())
 }
 
 /// Decodes tensors into a batch: datatypes and shapes checked against the model's inputs, the row
