@@ -259,9 +259,9 @@ async fn apply_run(
     let latest = last_per_key(key, run);
     let positions: Vec<Value> = latest
         .iter()
-        .map(|op| {
+        .map(|(text, op)| {
             let (partition, offset) = op.position();
-            serde_json::json!({"key": key_text(key, op), "partition": partition, "offset": offset})
+            serde_json::json!({"key": text, "partition": partition, "offset": offset})
         })
         .collect();
     let newer: std::collections::HashSet<String> = transaction
@@ -273,8 +273,8 @@ async fn apply_run(
         .collect();
     let rows: Vec<&Map<String, Value>> = latest
         .into_iter()
-        .filter(|op| newer.contains(&key_text(key, op)))
-        .map(Op::row)
+        .filter(|(text, _)| newer.contains(text))
+        .map(|(_, op)| op.row())
         .collect();
     if rows.is_empty() {
         return Ok(0);
@@ -307,9 +307,15 @@ fn refused_data(error: &anyhow::Error) -> Option<String> {
 }
 
 /// A run of changes with each key once, its last (a statement may touch a row only once).
-fn last_per_key<'a>(key: &str, run: &'a [Op]) -> Vec<&'a Op> {
+/// Each with its key as text, worked out once.
+fn last_per_key<'a>(key: &str, run: &'a [Op]) -> Vec<(String, &'a Op)> {
     let mut seen = std::collections::HashSet::new();
-    let mut ops: Vec<&Op> = run.iter().rev().filter(|op| seen.insert(key_text(key, op))).collect();
+    let mut ops: Vec<(String, &Op)> = run
+        .iter()
+        .rev()
+        .map(|op| (key_text(key, op), op))
+        .filter(|(text, _)| seen.insert(text.clone()))
+        .collect();
     ops.reverse();
     ops
 }
@@ -344,7 +350,7 @@ mod tests {
         ];
         let rows: Vec<(i64, i64)> = last_per_key("id", &run)
             .iter()
-            .map(|op| (op.row()["id"].as_i64().unwrap(), op.row()["price"].as_i64().unwrap()))
+            .map(|(_, op)| (op.row()["id"].as_i64().unwrap(), op.row()["price"].as_i64().unwrap()))
             .collect();
         assert_eq!(rows, [(1, 11), (3, 30), (2, 21)]);
     }
