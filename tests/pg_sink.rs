@@ -35,13 +35,18 @@ async fn table(db: &tokio_postgres::Client) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// A PostgreSQL of its own, its logs in `target/<folder>`.
+async fn postgres(folder: &str) -> common::services::Postgres {
+    let out = common::repo().join("target").join(folder);
+    std::fs::create_dir_all(&out).unwrap();
+    tokio::task::spawn_blocking(move || common::services::Postgres::start(&out))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_older_change_never_overwrites_a_newer_one() {
-    let out = common::repo().join("target/pg-sink");
-    std::fs::create_dir_all(&out).unwrap();
-    let postgres = tokio::task::spawn_blocking(move || common::services::Postgres::start(&out))
-        .await
-        .unwrap();
+    let postgres = postgres("pg-sink").await;
     let mut sink = Sink::connect(&postgres.url("car_database"), "priced", "id")
         .await
         .unwrap();
@@ -86,11 +91,7 @@ async fn an_older_change_never_overwrites_a_newer_one() {
 
 #[tokio::test]
 async fn rows_postgres_refuses_are_returned_and_the_rest_applied() {
-    let out = common::repo().join("target/pg-sink-refused");
-    std::fs::create_dir_all(&out).unwrap();
-    let postgres = tokio::task::spawn_blocking(move || common::services::Postgres::start(&out))
-        .await
-        .unwrap();
+    let postgres = postgres("pg-sink-refused").await;
     let db = postgres.connect().await;
     // A table of the operator's, stricter than the data: no negative prices.
     db.batch_execute("CREATE TABLE priced (id BIGINT PRIMARY KEY, price BIGINT CHECK (price >= 0))")

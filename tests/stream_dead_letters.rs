@@ -132,27 +132,11 @@ fn a_record_too_large_to_produce_is_dead_lettered_and_the_stream_goes_on() {
     for topic in [SOURCE, "priced", "priced.dlq"] {
         broker.create_topic(topic, 1);
     }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .create()
-        .unwrap();
     // Three flattened rows without a schema; the second carries a column of 20 kB, which the
     // bridge's producer (message.max.bytes=10000 below) cannot produce.
-    for id in 1..=3 {
-        let notes = if id == 2 { "x".repeat(20_000) } else { String::new() };
-        let row = serde_json::json!({"id": id, "model": "Fiesta", "year": 2017, "transmission": "Manual",
-            "mileage": 15944, "fuel_type": "Petrol", "tax": 150, "mpg": 57.7, "engine_size": 1.0,
-            "notes": notes, "suggested_price": null});
-        let key = format!("{{\"id\": {id}}}");
-        let value = row.to_string();
-        runtime
-            .block_on(producer.send(
-                FutureRecord::to(SOURCE).key(&key).payload(&value),
-                Duration::from_secs(10),
-            ))
-            .unwrap();
-    }
+    let mut rows = vec![car(1, 15944), car(2, 15944), car(3, 15944)];
+    rows[1]["notes"] = serde_json::json!("x".repeat(20_000));
+    produce(&broker, SOURCE, &rows);
     let mut bridge = start_bridge_logging(
         "bridge",
         &broker,
