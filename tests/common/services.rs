@@ -140,28 +140,48 @@ impl Postgres {
     }
 }
 
-/// The tansu broker (a Kafka-protocol broker), storing in memory.
+/// The tansu broker (a Kafka-protocol broker), storing in SQLite.
+///
+/// Not in its memory engine: there, a produce raises the partition's high watermark before it
+/// stores the batch, so a fetch at that moment can return the batches on either side of the one
+/// being stored, and the reader's position moves past it for good (tansu-storage 0.6.0,
+/// `dynostore.rs`). With several producers on one partition, a reader missed records that a later
+/// reader found. The SQLite engine stores a batch and its watermark in one transaction and serves
+/// one request at a time.
 pub struct Broker {
     pub port: u16,
     pub process: Process,
+    /// The database, on tmpfs where there is one: a commit's fsync is then free.
+    _storage: tempfile::TempDir,
 }
 
 impl Broker {
     pub fn start(log_dir: &Path) -> Broker {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let storage = match Path::new("/dev/shm").is_dir() {
+            true => tempfile::tempdir_in("/dev/shm"),
+            false => tempfile::tempdir(),
+        }
+        .unwrap();
         let tansu = std::env::var("XGSERVE_TANSU").unwrap_or_else(|_| "tansu".into());
         let mut process = Process::spawn(
             "tansu",
             Command::new(tansu)
+                // The engine's path is relative to the working directory.
+                .current_dir(storage.path())
                 .arg("broker")
-                .args(["--storage-engine", "memory://tansu/"])
+                .args(["--storage-engine", "sqlite://tansu.db"])
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
                 .env("RUST_LOG", "warn"),
             log_dir,
         );
         wait_for_port(port, &mut process, Duration::from_secs(30));
-        Broker { port, process }
+        Broker {
+            port,
+            process,
+            _storage: storage,
+        }
     }
 
     pub fn brokers(&self) -> String {
