@@ -99,6 +99,10 @@ pub struct StreamArgs {
     /// Milliseconds a batch waits for more messages after its first.
     #[arg(long, env = "XGSERVE_BATCH_LINGER_MS", default_value_t = 5)]
     pub batch_linger_ms: u64,
+    /// Milliseconds to let the records in flight land when partitions are taken away, before they
+    /// are released to their next owner; what has not landed by then is left uncommitted for it.
+    #[arg(long, env = "XGSERVE_HANDOVER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handover_timeout_ms: u64,
     /// Price through this `/predict` URL instead of in process (this server or the Bento service).
     #[arg(long, env = "XGSERVE_PREDICT_URL")]
     pub predict_url: Option<String>,
@@ -349,6 +353,7 @@ mod tests {
         assert_eq!(args.max_batch, 1000);
         assert_eq!(args.batches_in_flight, 8);
         assert_eq!(args.batch_linger_ms, 5);
+        assert_eq!(args.handover_timeout_ms, 10_000);
     }
 
     #[test]

@@ -177,8 +177,9 @@ fn the_kubernetes_manifests_are_valid_and_agree_with_the_flags() {
         "bridge_port": stream.metrics_port,
         "shutdown_delay_ms": serve.shutdown_delay_ms,
         "shutdown_grace_seconds": serve.shutdown_grace_seconds,
-        // The batch in hand finishes on SIGTERM: a backend call and its retry, then the commit.
-        "bridge_drain_seconds": 2 * stream.predict_timeout_ms / 1000 + 5,
+        // On SIGTERM the batch in hand finishes (a backend call and its retry, then the commit),
+        // then the bridge leaves the group (at most 10 s, `kafka::leave`).
+        "bridge_drain_seconds": 2 * stream.predict_timeout_ms / 1000 + 5 + 10,
         "variables": variables,
     });
     let run = std::process::Command::new(common::process::venv_bin("python"))

@@ -80,6 +80,7 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
         max_batch: args.max_batch.max(1),
         batches_in_flight: usize::from(args.batches_in_flight),
         linger: Duration::from_millis(args.batch_linger_ms),
+        handover: Duration::from_millis(args.handover_timeout_ms),
         options,
     };
     #[cfg(unix)]

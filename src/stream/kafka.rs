@@ -1,12 +1,18 @@
-//! Kafka: consume a batch, price it, produce the priced records, tombstones and dead letters, wait
-//! until the broker has acknowledged every one (and the Postgres sink has committed), and only then
-//! commit the batch's offsets. A crash anywhere before the commit re-prices and re-sends the batch on
-//! restart: at least once, never lost. The producer is idempotent, so its own retries add no copies.
+//! Kafka: consume a batch, price it, produce the priced records, tombstones and dead letters, and
+//! commit the batch's offsets only once the broker has acknowledged every one of its records (and
+//! the Postgres sink has committed). A crash anywhere before the commit re-prices and re-sends the
+//! batch on restart: at least once, never lost. The producer is idempotent, so its own retries add
+//! no copies.
+//!
+//! The delivery state lives in [`Ledger`]; three things drive it: the loop (a batch consumed), the
+//! producer's delivery reports (a batch acknowledged, on librdkafka's polling thread), and the
+//! consumer's rebalance callbacks (partitions assigned or revoked). Before partitions go, the
+//! records in flight are given a bounded time to land, so the batches that did are committed by
+//! this member and the partitions' next owner starts after them.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,9 +20,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::Notify;
 
 use super::ledger::{BatchId, Ledger, Offsets, Partition};
 use super::metrics::Metrics;
@@ -32,13 +39,40 @@ pub const HEADER_OFFSET: &str = "xgserve.source.offset";
 /// On a dead letter sent without the message's value (too large to produce): why.
 pub const HEADER_VALUE_OMITTED: &str = "xgserve.value.omitted";
 
-/// A batch whose records are enqueued: the deliveries to wait for, and the offsets to commit after.
-struct Pending {
-    /// Not yet acknowledged, in order.
-    deliveries: VecDeque<(DeliveryFuture, Delivered)>,
+/// A batch whose records are on their way, counted down by their delivery reports.
+struct InFlight {
     /// The batch in the ledger, which knows its offsets.
     id: BatchId,
+    /// Records not yet acknowledged, plus one while the batch is being enqueued, so that it cannot
+    /// complete before its last record is sent. Each message ends as exactly one record.
+    remaining: AtomicUsize,
     started: Instant,
+}
+
+/// A produced record, handed back with its delivery report.
+struct Outgoing {
+    batch: Arc<InFlight>,
+    kind: Delivered,
+    /// The message it answers, named in a dead letter's headers.
+    source: Source,
+}
+
+/// Where a message came from.
+#[derive(Clone)]
+struct Source {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Source {
+    fn of(message: &Message) -> Source {
+        Source {
+            topic: message.topic.clone(),
+            partition: message.partition,
+            offset: message.offset,
+        }
+    }
 }
 
 /// What a delivered record counts as.
@@ -46,6 +80,94 @@ enum Delivered {
     Priced,
     Tombstone,
     DeadLetter(String),
+}
+
+/// A record the broker refused for good, waiting for the loop to dead-letter it in its place.
+struct Refused {
+    outgoing: Box<Outgoing>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    error: String,
+}
+
+type Producer = ThreadedProducer<Deliveries>;
+
+/// The producer's side of the delivery state: counts each delivery report into its batch, notes a
+/// batch whose records are all acknowledged in the ledger, and wakes the loop to commit it.
+struct Deliveries {
+    metrics: Arc<Metrics>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// Wakes the loop: a batch is acknowledged, a record is refused, or the bridge must stop.
+    wake: Arc<Notify>,
+    /// Refused records for the loop to dead-letter (a producer's context cannot produce).
+    refused: Mutex<Vec<Refused>>,
+    /// Why the bridge must stop: a record the broker did not take that is not the record's fault
+    /// (librdkafka has retried it), or a dead letter it did not take.
+    failed: Mutex<Option<String>>,
+}
+
+/// The ledger's methods do not panic midway, and neither do the lists': a poisoned lock still holds
+/// a whole state.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Outgoing>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, outgoing: Box<Outgoing>) {
+        let dead_letter = matches!(outgoing.kind, Delivered::DeadLetter(_));
+        match result {
+            Ok(stored) => {
+                // Where the broker says it stored the record: with this module's log at debug, a
+                // record missing from a topic can be told from one never sent.
+                tracing::debug!(
+                    sink = !dead_letter,
+                    partition = stored.partition(),
+                    offset = stored.offset(),
+                    "acknowledged"
+                );
+                match &outgoing.kind {
+                    Delivered::Priced => self.metrics.produced.inc(),
+                    Delivered::Tombstone => self.metrics.tombstones.inc(),
+                    Delivered::DeadLetter(kind) => self.metrics.dead_letter(kind),
+                }
+                self.done(&outgoing.batch);
+            }
+            Err((error, record)) if permanent(error) && !dead_letter => {
+                let refused = Refused {
+                    key: record.key().map(<[u8]>::to_vec),
+                    value: record.payload().map(<[u8]>::to_vec),
+                    error: format!("the broker refused the priced record: {error}"),
+                    outgoing,
+                };
+                lock(&self.refused).push(refused);
+                self.wake.notify_one();
+            }
+            Err((error, _)) => {
+                let what = if dead_letter { "a dead letter" } else { "a record" };
+                lock(&self.failed).get_or_insert_with(|| {
+                    format!("the broker did not take {what} ({error}); stopping before its batch is committed")
+                });
+                self.wake.notify_one();
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    /// One of the batch's records is acknowledged (or its enqueueing is over).
+    fn done(&self, batch: &InFlight) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            lock(&self.ledger).acknowledged(batch.id);
+            self.metrics
+                .batch_seconds
+                .observe(batch.started.elapsed().as_secs_f64());
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// Where to read and write.
@@ -65,6 +187,8 @@ pub struct KafkaConfig {
     pub batches_in_flight: usize,
     /// How long a batch waits for more messages after its first.
     pub linger: Duration,
+    /// How long the records in flight may take to land when partitions are revoked.
+    pub handover: Duration,
     /// Extra librdkafka settings (`security.protocol`, SASL, ...).
     pub options: Options,
 }
@@ -138,17 +262,21 @@ impl Options {
     }
 }
 
-/// Reads librdkafka's statistics into the lag gauge and logs rebalances.
+/// The consumer's side: reads librdkafka's statistics into the lag gauge and hands partitions over
+/// on rebalances.
 struct Context {
     metrics: Arc<Metrics>,
-    /// The delivery state, shared with the loop: the rebalance callbacks run inside `recv`.
+    /// The delivery state, shared with the loop and the producer: the rebalance callbacks run
+    /// inside `recv`, the delivery reports on the producer's thread.
     ledger: Arc<Mutex<Ledger>>,
+    /// Flushed before partitions go, so the records in flight for them land first.
+    producer: Producer,
+    handover: Duration,
 }
 
 impl Context {
-    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        // The ledger's methods do not panic midway; a poisoned lock still holds a whole state.
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        lock(&self.ledger)
     }
 }
 
@@ -173,13 +301,23 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    /// Before partitions go: commit what is acknowledged for them, and forget the rest, which
-    /// their next owner consumes again (at least once). Nothing is committed for them afterwards.
+    /// Before partitions go: let the records in flight land (within the handover time), commit
+    /// what is acknowledged for them, and forget the rest, which their next owner consumes again
+    /// (at least once). Nothing is committed for them afterwards.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance) {
         let Rebalance::Revoke(list) = rebalance else { return };
         let revoked = partitions(list);
-        let last = self.ledger().revoke(revoked.clone());
         self.metrics.rebalances.inc();
+        let started = Instant::now();
+        if self.ledger().pending() > 0 {
+            // Blocks the loop's thread, which has nothing else to do meanwhile: the partitions are
+            // not released until this returns.
+            if let Err(e) = self.producer.flush(self.handover) {
+                tracing::warn!(error = %e, timeout = ?self.handover,
+                    "records in flight did not land within the handover time; their batches are left to the partitions' next owner");
+            }
+        }
+        let last = self.ledger().revoke(revoked.clone());
         if !last.is_empty() {
             match offsets(&last) {
                 Ok(offsets) => {
@@ -190,14 +328,25 @@ impl ConsumerContext for Context {
                 Err(e) => tracing::warn!(error = %e, "cannot name the offsets to commit before a revoke"),
             }
         }
-        tracing::info!(?revoked, committed = ?last, "partitions revoked");
+        let (abandoned, owned) = {
+            let ledger = self.ledger();
+            (ledger.pending(), ledger.owned())
+        };
+        self.metrics.assigned.set(owned as i64);
+        tracing::info!(?revoked, committed = ?last, handover = ?started.elapsed(), batches_still_pending = abandoned,
+            "partitions revoked");
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance) {
         match rebalance {
             Rebalance::Assign(list) => {
                 let assigned = partitions(list);
-                self.ledger().assign(assigned.clone());
+                let owned = {
+                    let mut ledger = self.ledger();
+                    ledger.assign(assigned.clone());
+                    ledger.owned()
+                };
+                self.metrics.assigned.set(owned as i64);
                 tracing::info!(?assigned, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -231,7 +380,8 @@ fn creation_error(client: &str, error: KafkaError) -> anyhow::Error {
     }
 }
 
-/// Runs the bridge until `shutdown` resolves, then finishes the batch in hand, commits and returns.
+/// Runs the bridge until `shutdown` resolves, then waits for the batches in flight, commits and
+/// returns.
 pub async fn run(
     config: KafkaConfig,
     bridge: Bridge,
@@ -239,6 +389,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = bridge.metrics.clone();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let wake = Arc::new(Notify::new());
+    let producer: Producer = client_config(
+        &config,
+        &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "1")],
+        &config.options.producer,
+    )
+    .create_with_context(Deliveries {
+        metrics: metrics.clone(),
+        ledger: ledger.clone(),
+        wake: wake.clone(),
+        refused: Mutex::default(),
+        failed: Mutex::default(),
+    })
+    .map_err(|e| creation_error("producer", e))?;
     let consumer: StreamConsumer<Context> = client_config(
         &config,
         &[
@@ -254,18 +419,13 @@ pub async fn run(
     )
     .create_with_context(Context {
         metrics: metrics.clone(),
-        ledger: Arc::new(Mutex::new(Ledger::default())),
+        ledger: ledger.clone(),
+        producer: producer.clone(),
+        handover: config.handover,
     })
     .map_err(|e| creation_error("consumer", e))?;
     let topics: Vec<&str> = config.source_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("cannot subscribe")?;
-    let producer: FutureProducer = client_config(
-        &config,
-        &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "1")],
-        &config.options.producer,
-    )
-    .create()
-    .map_err(|e| creation_error("producer", e))?;
     // Learn where the output topics live before the first batch, rather than while it waits.
     let warm = producer.clone();
     let topics = [config.sink_topic.clone(), config.dead_letter_topic.clone()];
@@ -282,27 +442,17 @@ pub async fn run(
     tracing::info!(topics = ?config.source_topics, sink = %config.sink_topic,
         dead_letters = %config.dead_letter_topic, "consuming");
 
+    let pending = || lock(&ledger).pending();
     tokio::pin!(shutdown);
-    let mut in_flight: VecDeque<Pending> = VecDeque::new();
     loop {
-        // While waiting for the next message, settle the batches in flight, so an idle stream
-        // still commits (and counts) what was delivered.
+        // While waiting for the next message, settle what the delivery reports bring, so an idle
+        // stream still commits what was delivered.
         let first = loop {
-            let Some(front) = in_flight.front_mut() else {
-                break tokio::select! {
-                    biased;
-                    () = &mut shutdown => None,
-                    message = consumer.recv() => Some(message),
-                };
-            };
+            settle(&producer, &consumer, &config).await?;
             tokio::select! {
                 biased;
                 () = &mut shutdown => break None,
-                acknowledged = front.acknowledged(&metrics) => {
-                    acknowledged?;
-                    let batch = in_flight.pop_front().expect("not empty");
-                    commit(&consumer, batch, &metrics);
-                }
+                () = wake.notified() => {}
                 message = consumer.recv() => break Some(message),
             }
         };
@@ -322,6 +472,22 @@ pub async fn run(
                 Ok(Err(e)) => tracing::warn!(error = %e, "consume failed; retrying"),
                 Err(_) => break,
             }
+        }
+        // A rebalance while the batch filled may have taken some of its partitions: their next
+        // owner prices those messages, and an older version must not land after its newer one.
+        let fetched = batch.len();
+        {
+            let ledger = lock(&ledger);
+            batch.retain(|m| ledger.owns_record(&m.topic, m.partition));
+        }
+        if batch.len() < fetched {
+            tracing::info!(
+                dropped = fetched - batch.len(),
+                "messages of revoked partitions left to their next owner"
+            );
+        }
+        if batch.is_empty() {
+            continue;
         }
         metrics.consumed.inc_by(batch.len() as u64);
         metrics.batch_size.observe(batch.len() as f64);
@@ -346,33 +512,56 @@ pub async fn run(
                 };
             }
         }
-        let id = consumer
-            .context()
-            .ledger()
-            .consumed(batch.iter().map(|m| ((m.topic.clone(), m.partition), m.offset)));
-        in_flight.push_back(enqueue(&producer, &config, &batch, &outcomes, started, id).await?);
+        let id = lock(&ledger).consumed(batch.iter().map(|m| ((m.topic.clone(), m.partition), m.offset)));
+        let in_flight = Arc::new(InFlight {
+            id,
+            remaining: AtomicUsize::new(batch.len() + 1),
+            started,
+        });
+        enqueue(&producer, &config, &batch, &outcomes, &in_flight).await?;
+        producer.context().done(&in_flight);
         // The next batch is fetched and priced while this one's records are on their way; batches
         // are committed in order, each once all its records are acknowledged.
-        while in_flight.len() >= config.batches_in_flight.max(1) {
-            let mut batch = in_flight.pop_front().expect("not empty");
-            batch.acknowledged(&metrics).await?;
-            commit(&consumer, batch, &metrics);
+        loop {
+            settle(&producer, &consumer, &config).await?;
+            if pending() < config.batches_in_flight.max(1) {
+                break;
+            }
+            wake.notified().await;
         }
     }
-    for mut batch in in_flight {
-        batch.acknowledged(&metrics).await?;
-        commit(&consumer, batch, &metrics);
+    loop {
+        settle(&producer, &consumer, &config).await?;
+        if pending() == 0 {
+            break;
+        }
+        wake.notified().await;
     }
     metrics.ready.store(false, Ordering::Relaxed);
     // The commits so far were asynchronous: make the last ones sure, for the partitions still owned.
-    let last = consumer.context().ledger().owned_commits();
+    let last = lock(&ledger).owned_commits();
     if !last.is_empty() {
         if let Err(e) = consumer.commit(&offsets(&last)?, CommitMode::Sync) {
             tracing::warn!(error = %e, "the final commit failed; the last batch will be consumed again");
         }
     }
+    leave(&consumer, &ledger).await;
     tracing::info!("stopped consuming; every priced batch is committed");
     Ok(())
+}
+
+/// Leaves the group, so the partitions go to the other members now. A member with a static
+/// `group.instance.id` would otherwise hold them until its session expires (Kafka's static members
+/// send no leave on close): right for a crashed container coming back into its place, wrong for a
+/// pod that a rollout or a scale-down stops for good, which is what SIGTERM means.
+async fn leave(consumer: &StreamConsumer<Context>, ledger: &Mutex<Ledger>) {
+    consumer.unsubscribe();
+    // The revoke is served while polling; what arrives meanwhile is left uncommitted, for the
+    // partitions' next owner.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lock(ledger).owned() > 0 && tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
 }
 
 fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
@@ -385,88 +574,98 @@ fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Message {
     }
 }
 
+/// What the delivery reports brought, handled on the loop: stops on a failure, dead-letters the
+/// records the broker refused for good, and commits what is acknowledged.
+async fn settle(producer: &Producer, consumer: &StreamConsumer<Context>, config: &KafkaConfig) -> anyhow::Result<()> {
+    let deliveries = producer.context();
+    if let Some(why) = lock(&deliveries.failed).take() {
+        anyhow::bail!(why);
+    }
+    let refused = std::mem::take(&mut *lock(&deliveries.refused));
+    for r in refused {
+        let Outgoing { batch, source, .. } = *r.outgoing;
+        let letter = Letter {
+            source: &source,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            kind: "unproducible",
+            error: &r.error,
+        };
+        dead_letter(producer, config, letter, batch).await?;
+    }
+    commit(consumer);
+    Ok(())
+}
+
 /// Enqueues one record per message: the priced record, a tombstone, or the message itself to the
 /// dead-letter topic with headers naming the error and where it came from. A record the producer
 /// refuses for good (larger than `message.max.bytes`, say) is dead-lettered instead; only a dead
 /// letter that cannot be written either stops the bridge, before its batch is committed.
 async fn enqueue(
-    producer: &FutureProducer,
+    producer: &Producer,
     config: &KafkaConfig,
     batch: &[Message],
     outcomes: &[Outcome],
-    started: Instant,
-    id: BatchId,
-) -> anyhow::Result<Pending> {
-    let mut deliveries = VecDeque::with_capacity(batch.len());
+    in_flight: &Arc<InFlight>,
+) -> anyhow::Result<()> {
     for (message, outcome) in batch.iter().zip(outcomes) {
         let key = message.key.as_deref();
+        let outgoing = |kind| {
+            Box::new(Outgoing {
+                batch: in_flight.clone(),
+                kind,
+                source: Source::of(message),
+            })
+        };
         let sent = match outcome {
-            Outcome::Priced { value, .. } => send(producer, record(&config.sink_topic, key, Some(value)))
+            Outcome::Priced { value, .. } => {
+                send(
+                    producer,
+                    record(&config.sink_topic, key, Some(value), outgoing(Delivered::Priced)),
+                )
                 .await
-                .map(|sent| (sent, Delivered::Priced)),
-            Outcome::Tombstone => send(producer, record(&config.sink_topic, key, None))
+            }
+            Outcome::Tombstone => {
+                send(
+                    producer,
+                    record(&config.sink_topic, key, None, outgoing(Delivered::Tombstone)),
+                )
                 .await
-                .map(|sent| (sent, Delivered::Tombstone)),
-            Outcome::DeadLetter { kind, error } => Ok(dead_letter(producer, config, message, kind, error).await?),
-        };
-        let delivery = match sent {
-            Ok(delivery) => delivery,
-            Err(e) if permanent(&e) => {
-                let error = format!("the priced record cannot be produced: {e}");
-                dead_letter(producer, config, message, "unproducible", &error).await?
             }
-            Err(e) => return Err(e).context("cannot enqueue a record"),
-        };
-        deliveries.push_back(delivery);
-    }
-    Ok(Pending {
-        deliveries,
-        id,
-        started,
-    })
-}
-
-impl Pending {
-    /// Waits for the batch's acknowledgements, counting each. Safe to cancel and call again: what
-    /// was counted is gone from the batch. A record the broker does not take (after librdkafka's own
-    /// retries) fails the bridge before its batch is committed: the batch is consumed again.
-    async fn acknowledged(&mut self, metrics: &Metrics) -> anyhow::Result<()> {
-        while let Some((delivery, _)) = self.deliveries.front_mut() {
-            let stored = match delivery.await {
-                Ok(Ok(stored)) => stored,
-                Ok(Err((e, _))) => {
-                    return Err(e).context("the broker did not take a record; the batch is not committed")
-                }
-                Err(_) => anyhow::bail!("the producer went away; the batch is not committed"),
-            };
-            let (_, delivered) = self.deliveries.pop_front().expect("not empty");
-            // Where the broker says it stored the record: with this module's log at debug, a record
-            // missing from a topic can be told from one never sent.
-            tracing::debug!(
-                sink = !matches!(delivered, Delivered::DeadLetter(_)),
-                partition = stored.partition,
-                offset = stored.offset,
-                "acknowledged"
-            );
-            match delivered {
-                Delivered::Priced => metrics.produced.inc(),
-                Delivered::Tombstone => metrics.tombstones.inc(),
-                Delivered::DeadLetter(kind) => metrics.dead_letter(&kind),
+            Outcome::DeadLetter { kind, error } => {
+                let letter = Letter {
+                    source: &Source::of(message),
+                    key,
+                    value: message.value.as_deref(),
+                    kind,
+                    error,
+                };
+                dead_letter(producer, config, letter, in_flight.clone()).await?;
+                continue;
             }
+        };
+        match sent {
+            Ok(()) => {}
+            Err((e, _)) if permanent(&e) => {
+                let letter = Letter {
+                    source: &Source::of(message),
+                    key,
+                    value: message.value.as_deref(),
+                    kind: "unproducible",
+                    error: &format!("the priced record cannot be produced: {e}"),
+                };
+                dead_letter(producer, config, letter, in_flight.clone()).await?;
+            }
+            Err((e, _)) => return Err(e).context("cannot enqueue a record"),
         }
-        Ok(())
     }
+    Ok(())
 }
 
-/// Notes an acknowledged batch in the ledger and commits what that makes committable: the
-/// partitions this member still owns, where their offsets move forward.
-fn commit(consumer: &StreamConsumer<Context>, batch: Pending, metrics: &Metrics) {
-    debug_assert!(batch.deliveries.is_empty());
-    let ready = {
-        let mut ledger = consumer.context().ledger();
-        ledger.acknowledged(batch.id);
-        ledger.commit_ready()
-    };
+/// Commits what the acknowledged batches make committable: the partitions this member still owns,
+/// where their offsets move forward.
+fn commit(consumer: &StreamConsumer<Context>) {
+    let ready = consumer.context().ledger().commit_ready();
     // Asynchronous: the records are already acknowledged, and a commit that is lost only means the
     // batch is consumed again (at least once). Shutdown commits synchronously.
     if !ready.is_empty() {
@@ -475,7 +674,6 @@ fn commit(consumer: &StreamConsumer<Context>, batch: Pending, metrics: &Metrics)
             tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
         }
     }
-    metrics.batch_seconds.observe(batch.started.elapsed().as_secs_f64());
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
@@ -485,52 +683,71 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
-fn record<'a>(topic: &'a str, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> FutureRecord<'a, [u8], [u8]> {
-    let mut record = FutureRecord::to(topic);
+fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    outgoing: Box<Outgoing>,
+) -> BaseRecord<'a, [u8], [u8], Box<Outgoing>> {
+    let mut record = BaseRecord::with_opaque_to(topic, outgoing);
     record.key = key;
     record.payload = value;
     record
 }
 
-/// Enqueues the message to the dead-letter topic with headers naming the error and where it came
-/// from. When the message itself is too large to produce, the dead letter goes without its value
-/// (the source topic keeps it, at the partition and offset the headers name).
+/// A dead letter: the message (or the record refused in its place), why, and where it came from.
+struct Letter<'a> {
+    source: &'a Source,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    kind: &'a str,
+    error: &'a str,
+}
+
+/// Enqueues a dead letter with headers naming the error and where its message came from. When the
+/// value itself is too large to produce, the dead letter goes without it (the source topic keeps
+/// the message, at the partition and offset the headers name).
 async fn dead_letter(
-    producer: &FutureProducer,
+    producer: &Producer,
     config: &KafkaConfig,
-    message: &Message,
-    kind: &str,
-    error: &str,
-) -> anyhow::Result<(DeliveryFuture, Delivered)> {
-    tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset,
+    letter: Letter<'_>,
+    batch: Arc<InFlight>,
+) -> anyhow::Result<()> {
+    let Letter {
+        source,
+        key,
+        value,
+        kind,
+        error,
+    } = letter;
+    tracing::warn!(topic = %source.topic, partition = source.partition, offset = source.offset,
         error_type = %kind, %error, "dead-lettered");
-    let partition = message.partition.to_string();
-    let offset = message.offset.to_string();
+    let partition = source.partition.to_string();
+    let offset = source.offset.to_string();
     let headers = OwnedHeaders::new()
         .insert(header(HEADER_ERROR, error))
         .insert(header(HEADER_ERROR_TYPE, kind))
-        .insert(header(HEADER_TOPIC, &message.topic))
+        .insert(header(HEADER_TOPIC, &source.topic))
         .insert(header(HEADER_PARTITION, &partition))
         .insert(header(HEADER_OFFSET, &offset));
-    let key = message.key.as_deref();
     let topic = &config.dead_letter_topic;
-    let sent = match send(
-        producer,
-        record(topic, key, message.value.as_deref()).headers(headers.clone()),
-    )
-    .await
-    {
-        Err(e) if permanent(&e) => {
+    let outgoing = Box::new(Outgoing {
+        batch,
+        kind: Delivered::DeadLetter(kind.to_owned()),
+        source: source.clone(),
+    });
+    let sent = match send(producer, record(topic, key, value, outgoing).headers(headers.clone())).await {
+        Err((e, outgoing)) if permanent(&e) => {
             let headers = headers.insert(header(HEADER_VALUE_OMITTED, &e.to_string()));
-            send(producer, record(topic, key, None).headers(headers)).await
+            send(producer, record(topic, key, None, outgoing).headers(headers)).await
         }
         other => other,
     };
-    let sent = sent.context("cannot write to the dead-letter topic; stopping before the batch is committed")?;
-    Ok((sent, Delivered::DeadLetter(kind.to_owned())))
+    sent.map_err(|(e, _)| e)
+        .context("cannot write to the dead-letter topic; stopping before the batch is committed")
 }
 
-/// Whether the producer refuses the record for good, whatever is retried.
+/// Whether the producer or the broker refuses the record for good, whatever is retried.
 fn permanent(error: &KafkaError) -> bool {
     matches!(
         error,
@@ -544,19 +761,20 @@ fn permanent(error: &KafkaError) -> bool {
     )
 }
 
-/// Enqueues a record, waiting while librdkafka's queue is full.
+/// Enqueues a record, waiting while librdkafka's queue is full. A refused record hands its
+/// delivery opaque back, for its dead letter to take its place in the batch.
 async fn send(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], [u8]>,
-) -> Result<DeliveryFuture, KafkaError> {
+    producer: &Producer,
+    mut record: BaseRecord<'_, [u8], [u8], Box<Outgoing>>,
+) -> Result<(), (KafkaError, Box<Outgoing>)> {
     loop {
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((e, _)) => return Err(e),
+            Err((e, back)) => return Err((e, back.delivery_opaque)),
         }
     }
 }

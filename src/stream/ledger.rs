@@ -103,6 +103,17 @@ impl Ledger {
         self.owned.contains(partition)
     }
 
+    /// Whether a record of this topic and partition belongs to a partition this member owns (a
+    /// member owns a handful of partitions: a scan, without building a key).
+    pub fn owns_record(&self, topic: &str, partition: i32) -> bool {
+        self.owned.iter().any(|(t, p)| *p == partition && t == topic)
+    }
+
+    /// How many partitions this member owns.
+    pub fn owned(&self) -> usize {
+        self.owned.len()
+    }
+
     /// Batches consumed and not yet committed.
     pub fn pending(&self) -> usize {
         self.batches.len()

@@ -24,6 +24,7 @@ pub const SINK_ROWS: &str = "xgserve_stream_pg_rows_total";
 pub const BACKEND_RETRIES: &str = "xgserve_stream_backend_retries_total";
 pub const UNKNOWN_CATEGORIES: &str = "xgserve_stream_unknown_categories_total";
 pub const REBALANCES: &str = "xgserve_stream_partitions_revoked_total";
+pub const ASSIGNED: &str = "xgserve_stream_assigned_partitions";
 
 /// The bridge's metrics, in one registry.
 pub struct Metrics {
@@ -42,6 +43,8 @@ pub struct Metrics {
     pub backend_retries: IntCounter,
     /// Revocations of partitions from this member (each rebalance that takes some away).
     pub rebalances: IntCounter,
+    /// Source partitions this member owns now: how the group spread the work.
+    pub assigned: IntGauge,
     unknown_categories: IntCounterVec,
     /// Set once the consumer is subscribed; cleared while shutting down.
     pub ready: AtomicBool,
@@ -85,6 +88,7 @@ impl Metrics {
             sink_rows: counter(SINK_ROWS, "Rows upserted or deleted by the Postgres sink"),
             backend_retries: counter(BACKEND_RETRIES, "Failed calls to the remote backend, retried"),
             rebalances: counter(REBALANCES, "Rebalances that took partitions from this member"),
+            assigned: IntGauge::new(ASSIGNED, "Source partitions assigned to this member").expect("valid metric"),
             unknown_categories: IntCounterVec::new(
                 Opts::new(UNKNOWN_CATEGORIES, "Values not among a column's known categories"),
                 &["column"],
@@ -105,6 +109,7 @@ impl Metrics {
             Box::new(metrics.sink_rows.clone()),
             Box::new(metrics.backend_retries.clone()),
             Box::new(metrics.rebalances.clone()),
+            Box::new(metrics.assigned.clone()),
             Box::new(metrics.unknown_categories.clone()),
         ] {
             r.register(collector).expect("names are unique");
