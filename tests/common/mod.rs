@@ -47,4 +47,6 @@ pub mod http;
 pub mod logs;
 pub mod process;
 #[cfg(feature = "stream")]
+pub mod seed_events;
+#[cfg(feature = "stream")]
 pub mod services;

@@ -1,5 +1,5 @@
 //! The seed table's change events as Debezium's JSON converter writes them (flattened by
-//! `ExtractNewRecordState`, with schemas), for the benches that feed the bridge.
+//! `ExtractNewRecordState`, with schemas), for the benches and tests that feed the bridge.
 #![allow(dead_code)] // each bench uses its own subset
 
 use serde_json::{json, Value};
