@@ -1,5 +1,5 @@
-//! A record the producer refuses for good (larger than `message.max.bytes`), or a row the Postgres
-//! sink refuses, goes to the dead-letter topic with the reason in its headers, and the stream goes
+//! A record the producer or the broker refuses for good (larger than `message.max.bytes`; invalid,
+//! said at delivery), or a row the Postgres sink refuses, goes to the dead-letter topic with the reason in its headers, and the stream goes
 //! on: the real bridge against the real broker (tansu) and PostgreSQL, on loopback.
 
 mod common;
@@ -36,12 +36,9 @@ fn header(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String
 }
 
 /// Produces flattened rows without a schema, keyed by id, to `topic`.
-fn produce(broker: &Broker, topic: &str, rows: &[serde_json::Value]) {
+fn produce(brokers: &str, topic: &str, rows: &[serde_json::Value]) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .create()
-        .unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     for row in rows {
         let key = format!("{{\"id\": {}}}", row["id"]);
         let value = row.to_string();
@@ -79,7 +76,11 @@ fn a_row_the_postgres_sink_refuses_is_dead_lettered_and_the_others_land() {
              engine_size REAL, suggested_price INTEGER)",
         ))
         .unwrap();
-    produce(&broker, "cars2", &[car(1, 15944), car(2, 150_000), car(3, 20000)]);
+    produce(
+        &broker.brokers(),
+        "cars2",
+        &[car(1, 15944), car(2, 150_000), car(3, 20000)],
+    );
     let pg = postgres.url("car_database");
     // --pg-sink and --pg-table through the environment, as a deployment's Secret would give them.
     let mut bridge = common::process::Process::spawn(
@@ -136,7 +137,7 @@ fn a_record_too_large_to_produce_is_dead_lettered_and_the_stream_goes_on() {
     // bridge's producer (message.max.bytes=10000 below) cannot produce.
     let mut rows = vec![car(1, 15944), car(2, 15944), car(3, 15944)];
     rows[1]["notes"] = serde_json::json!("x".repeat(20_000));
-    produce(&broker, SOURCE, &rows);
+    produce(&broker.brokers(), SOURCE, &rows);
     let mut bridge = start_bridge_logging(
         "bridge",
         &broker,
@@ -182,5 +183,79 @@ fn a_record_too_large_to_produce_is_dead_lettered_and_the_stream_goes_on() {
     // which stays in the source topic at the offset the headers name.
     assert!(letter.payload().is_none());
     assert!(header(letter, "xgserve.value.omitted").is_some());
+    bridge.assert_running();
+}
+
+/// The broker here is librdkafka's own mock cluster, in this process, on loopback: it refuses a
+/// produce request on demand. tansu 0.6.0 cannot refuse a record and go on serving an idempotent
+/// producer (a topic schema makes it refuse, and then its SQLite engine panics, "more or less than
+/// one row", and its memory engine fences the producer after librdkafka's epoch bump).
+#[test]
+fn a_record_the_broker_refuses_at_delivery_is_dead_lettered_and_the_stream_goes_on() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let out = common::repo().join("target/stream-broker-refused");
+    std::fs::create_dir_all(&out).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in ["cars4", "priced4", "priced4.dlq"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let mut bridge = common::process::Process::spawn(
+        "bridge-refused",
+        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "stream",
+                "--brokers",
+                &brokers,
+                "--metrics-host",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
+            ])
+            .args([
+                "--source-topics",
+                "cars4",
+                "--sink-topic",
+                "priced4",
+                "--dead-letter-topic",
+                "priced4.dlq",
+            ]),
+        &out,
+    );
+    let id = |m: &rdkafka::message::OwnedMessage| {
+        serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    produce(&brokers, "cars4", &[car(1, 15944)]);
+    assert_eq!(read(&brokers, "priced4", 1).len(), 1, "{}", bridge.tail());
+    // The next produce request (this test's, of row 2) goes through; the one after (the bridge's
+    // priced row 2) is refused as an invalid record.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD,
+        ],
+    );
+    produce(&brokers, "cars4", &[car(2, 20000)]);
+    let dead = read(&brokers, "priced4.dlq", 1);
+    assert_eq!(dead.len(), 1, "no dead letter:\n{}", bridge.tail());
+    let letter = &dead[0];
+    assert_eq!(letter.key(), Some(&b"{\"id\": 2}"[..]));
+    assert_eq!(header(letter, "xgserve.error.type").as_deref(), Some("unproducible"));
+    assert_eq!(header(letter, "xgserve.source.offset").as_deref(), Some("1"));
+    let error = header(letter, "xgserve.error").unwrap();
+    assert!(error.contains("broker refused"), "{error}");
+    // The dead letter carries the record that was refused: the row, priced.
+    let refused: serde_json::Value = serde_json::from_slice(letter.payload().unwrap()).unwrap();
+    assert_eq!(refused["id"], 2);
+    assert!(refused["suggested_price"].is_i64(), "{refused}");
+    produce(&brokers, "cars4", &[car(3, 20000)]);
+    let priced = read(&brokers, "priced4", 2);
+    assert_eq!(priced.iter().map(id).collect::<Vec<_>>(), [1, 3], "{}", bridge.tail());
     bridge.assert_running();
 }
