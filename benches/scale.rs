@@ -288,10 +288,11 @@ fn main() {
     for (i, r) in rates.iter_mut().enumerate() {
         r.sort_by(f64::total_cmp);
         println!(
-            "{} member(s): min {:.0}, median {:.0} events/s over {} rounds",
+            "{} member(s): median {:.0} events/s ({:.0}–{:.0}) over {} rounds",
             i + 1,
+            r[(r.len() - 1) / 2],
             r[0],
-            r[r.len() / 2],
+            r[r.len() - 1],
             r.len()
         );
     }
