@@ -1,10 +1,11 @@
 """Trains the Ford used-car price model exactly as the original pipeline did, and exports the bundle.
 
     python training/train.py [--data ../shared/data/ford.csv] [--out models/ford_used_car_price]
-                             [--predictions FILE]
+                             [--predictions FILE] [--contributions FILE]
 
 ``--predictions`` also writes the pipeline's float32 prediction for every row of the data set, which
-the parity tests compare with the Rust engine.
+the parity tests compare with the Rust engine; ``--contributions`` XGBoost's exact per-feature
+contributions (``pred_contribs``: one per model feature, then the bias) for every row.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-from xgboost import XGBRegressor
+from xgboost import DMatrix, XGBRegressor
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "training"))
@@ -83,6 +84,7 @@ def main():
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--predictions", type=Path)
+    parser.add_argument("--contributions", type=Path)
     args = parser.parse_args()
 
     data = read_ford(args.data)
@@ -106,6 +108,15 @@ def main():
         args.predictions.parent.mkdir(parents=True, exist_ok=True)
         args.predictions.write_text(json.dumps({"predictions": [float(p) for p in everything]}))
         print(f"wrote {len(everything)} predictions to {args.predictions}")
+
+    if args.contributions:
+        # The features as the pipeline hands them to the regressor, into a DMatrix as its predict
+        # makes one (NaN is missing).
+        features = pipeline[:-1].transform(data.drop(columns="price"))
+        contributions = pipeline[-1].get_booster().predict(DMatrix(features, missing=np.nan), pred_contribs=True)
+        args.contributions.parent.mkdir(parents=True, exist_ok=True)
+        args.contributions.write_text(json.dumps({"contributions": contributions.astype(np.float32).tolist()}))
+        print(f"wrote {len(contributions)} rows of contributions to {args.contributions}")
 
 
 if __name__ == "__main__":

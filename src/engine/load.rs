@@ -61,6 +61,9 @@ struct Tree {
     default_left: Vec<Flag>,
     #[serde(default)]
     split_type: Vec<i64>,
+    /// Each node's cover (the training rows' hessian sum): only contributions read it.
+    #[serde(default)]
+    sum_hessian: Vec<Option<f32>>,
 }
 
 /// `default_left` is written as integers by some versions and booleans by others.
@@ -245,14 +248,20 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
     let mut nodes = vec![Node::PLACEHOLDER];
     let mut leaf_values = vec![0.0];
     let mut default_left = vec![false];
+    let mut covers = vec![f32::NAN];
     let mut trees = Vec::with_capacity(used);
     for (i, tree) in model.trees.iter().take(used).enumerate() {
-        let tree =
-            flatten(tree, num_features, &mut nodes, &mut leaf_values, &mut default_left).map_err(|e| match e {
-                LoadError::Invalid(reason) => invalid(format!("tree {i}: {reason}")),
-                LoadError::Unsupported(reason) => unsupported(format!("tree {i}: {reason}")),
-                other => other,
-            })?;
+        let mut flat = Flat {
+            nodes: &mut nodes,
+            leaf_values: &mut leaf_values,
+            default_left: &mut default_left,
+            covers: &mut covers,
+        };
+        let tree = flatten(tree, num_features, &mut flat).map_err(|e| match e {
+            LoadError::Invalid(reason) => invalid(format!("tree {i}: {reason}")),
+            LoadError::Unsupported(reason) => unsupported(format!("tree {i}: {reason}")),
+            other => other,
+        })?;
         trees.push(tree);
     }
 
@@ -264,6 +273,7 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         nodes,
         leaf_values,
         default_left,
+        covers,
         trees,
         num_features,
         base_margin,
@@ -277,14 +287,25 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
     })
 }
 
-/// Appends one tree to `nodes` in breadth-first order with sibling pairs side by side.
-fn flatten(
-    tree: &Tree,
-    num_features: usize,
-    nodes: &mut Vec<Node>,
-    leaf_values: &mut Vec<f32>,
-    default_left: &mut Vec<bool>,
-) -> Result<TreeRef, LoadError> {
+/// The forest's per-node arrays, growing tree by tree, all indexed by a node's slot.
+struct Flat<'a> {
+    nodes: &'a mut Vec<Node>,
+    leaf_values: &'a mut Vec<f32>,
+    default_left: &'a mut Vec<bool>,
+    covers: &'a mut Vec<f32>,
+}
+
+impl Flat<'_> {
+    fn push(&mut self, count: usize) {
+        self.nodes.extend(std::iter::repeat_n(Node::PLACEHOLDER, count));
+        self.leaf_values.extend(std::iter::repeat_n(0.0, count));
+        self.default_left.extend(std::iter::repeat_n(false, count));
+        self.covers.extend(std::iter::repeat_n(f32::NAN, count));
+    }
+}
+
+/// Appends one tree to the forest's arrays in breadth-first order with sibling pairs side by side.
+fn flatten(tree: &Tree, num_features: usize, flat: &mut Flat<'_>) -> Result<TreeRef, LoadError> {
     let n = count(&tree.tree_param, "num_nodes")?.ok_or_else(|| invalid("num_nodes is missing"))?;
     if count(&tree.tree_param, "size_leaf_vector")?.unwrap_or(0) > 1 {
         return Err(unsupported("vector leaves (multi-target trees)"));
@@ -304,30 +325,36 @@ fn flatten(
             return Err(invalid(format!("{name} has {len} entries for {n} nodes")));
         }
     }
+    // A model without covers predicts; it cannot explain (`Forest::contributions` says so).
+    if !tree.sum_hessian.is_empty() && tree.sum_hessian.len() != n {
+        return Err(invalid(format!(
+            "sum_hessian has {} entries for {n} nodes",
+            tree.sum_hessian.len()
+        )));
+    }
     if tree.split_type.iter().any(|&t| t != 0) {
         return Err(unsupported("categorical splits"));
     }
 
-    let root = nodes.len();
+    let root = flat.nodes.len();
     let mut depth = 0;
     let mut seen = vec![false; n];
     // (node in the file, its slot in `nodes`, its depth)
     let mut queue = std::collections::VecDeque::from([(0usize, root, 0u32)]);
-    nodes.push(Node::PLACEHOLDER);
-    leaf_values.push(0.0);
-    default_left.push(false);
+    flat.push(1);
     while let Some((old, slot, level)) = queue.pop_front() {
         if std::mem::replace(&mut seen[old], true) {
             return Err(invalid(format!("node {old} is reached twice")));
         }
+        flat.covers[slot] = tree.sum_hessian.get(old).copied().flatten().unwrap_or(f32::NAN);
         let (left, right) = (tree.left_children[old], tree.right_children[old]);
         let value = match tree.split_conditions[old] {
             Some(value) if value.is_finite() => value,
             other => return Err(invalid(format!("node {old} has value {other:?}"))),
         };
         if left == -1 {
-            nodes[slot] = Node::leaf(slot);
-            leaf_values[slot] = value;
+            flat.nodes[slot] = Node::leaf(slot);
+            flat.leaf_values[slot] = value;
             depth = depth.max(level);
             continue;
         }
@@ -339,20 +366,18 @@ fn flatten(
             .ok()
             .filter(|&f| f < num_features)
             .ok_or_else(|| invalid(format!("node {old} splits on feature {}", tree.split_indices[old])))?;
-        let left_slot = nodes.len();
-        nodes[slot] = Node {
+        let left_slot = flat.nodes.len();
+        flat.nodes[slot] = Node {
             threshold: value,
             feature: feature as u32,
             left: left_slot as u32,
         };
-        default_left[slot] = tree.default_left[old].is_set();
-        nodes.extend([Node::PLACEHOLDER; 2]);
-        leaf_values.extend([0.0; 2]);
-        default_left.extend([false; 2]);
+        flat.default_left[slot] = tree.default_left[old].is_set();
+        flat.push(2);
         queue.push_back((left, left_slot, level + 1));
         queue.push_back((right, left_slot + 1, level + 1));
     }
-    if nodes.len() > (u32::MAX / 2) as usize {
+    if flat.nodes.len() > (u32::MAX / 2) as usize {
         return Err(invalid("too many nodes"));
     }
     Ok(TreeRef {

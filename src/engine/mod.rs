@@ -7,10 +7,12 @@
 pub mod libxgboost;
 mod load;
 mod objective;
+mod shap;
 pub mod ubjson;
 
 pub use load::LoadError;
 pub use objective::Objective;
+pub use shap::ContributionError;
 
 use ndarray::ArrayView2;
 
@@ -86,6 +88,9 @@ pub struct Forest {
     /// Whether a missing value goes left, at each split's index in `nodes`. Kept apart from the nodes
     /// because rows without missing values never read it.
     default_left: Vec<bool>,
+    /// Each node's cover (its training rows' hessian sum), at its index in `nodes`; NaN where the
+    /// model does not say. Read only by [`Forest::contributions`].
+    covers: Vec<f32>,
     /// The trees in XGBoost's summation order.
     trees: Vec<TreeRef>,
     num_features: usize,
