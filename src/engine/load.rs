@@ -269,11 +269,12 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         [major, minor, patch, ..] => Some([*major, *minor, *patch]),
         _ => None,
     };
-    Ok(Forest {
+    let mut forest = Forest {
         nodes,
         leaf_values,
         default_left,
         covers,
+        means: None,
         trees,
         num_features,
         base_margin,
@@ -284,7 +285,9 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
             trees: used,
             base_score,
         },
-    })
+    };
+    forest.means = forest.node_means();
+    Ok(forest)
 }
 
 /// The forest's per-node arrays, growing tree by tree, all indexed by a node's slot.

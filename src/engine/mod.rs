@@ -91,6 +91,9 @@ pub struct Forest {
     /// Each node's cover (its training rows' hessian sum), at its index in `nodes`; NaN where the
     /// model does not say. Read only by [`Forest::contributions`].
     covers: Vec<f32>,
+    /// Each node's cover-weighted mean leaf, by slot: a tree's share of the bias. `None` when the
+    /// model has no covers.
+    means: Option<Vec<f64>>,
     /// The trees in XGBoost's summation order.
     trees: Vec<TreeRef>,
     num_features: usize,

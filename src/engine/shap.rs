@@ -42,29 +42,37 @@ impl Forest {
             }
             .into());
         }
-        let mut means = vec![0.0f64; self.nodes.len()];
-        for tree in &self.trees {
-            self.fill_means(tree.root as usize, &mut means)?;
-        }
+        let means = self.means.as_deref().ok_or(ContributionError::NoCovers)?;
         let deepest = self.trees.iter().map(|t| t.depth as usize).max().unwrap_or(0) + 2;
         let mut slab = vec![PathElement::default(); deepest * (deepest + 1) / 2 + deepest];
         let width = self.num_features;
         let mut out = Array2::zeros((features.nrows(), width + 1));
         let mut phi = vec![0.0f64; width + 1];
-        for (row, mut contributions) in features.rows().into_iter().zip(out.rows_mut()) {
-            let row: Vec<f32> = row.to_vec();
+        let rows = features.as_standard_layout();
+        let rows = rows.as_slice().expect("a standard layout is contiguous");
+        for (row, mut contributions) in rows.chunks_exact(width).zip(out.rows_mut()) {
             phi.fill(0.0);
             phi[width] = f64::from(self.base_margin);
             for tree in &self.trees {
                 let root = tree.root as usize;
                 phi[width] += means[root];
-                self.tree_shap(&row, &mut phi, root, &mut slab, 0, 0, 1.0, 1.0, -1);
+                self.tree_shap(row, &mut phi, root, &mut slab, 0, 0, 1.0, 1.0, -1);
             }
             for (slot, value) in contributions.iter_mut().zip(&phi) {
                 *slot = *value as f32;
             }
         }
         Ok(out)
+    }
+
+    /// Every node's cover-weighted mean leaf, by slot, once at load; `None` when the model does not
+    /// record its covers.
+    pub(super) fn node_means(&self) -> Option<Vec<f64>> {
+        let mut means = vec![0.0f64; self.nodes.len()];
+        for tree in &self.trees {
+            self.fill_means(tree.root as usize, &mut means).ok()?;
+        }
+        Some(means)
     }
 
     /// The cover-weighted mean of the leaves under `slot`, for it and every node below.
@@ -227,8 +235,7 @@ mod tests {
     use super::*;
 
     /// One split on feature 0 at 0.5 (cover 10: 4 left, 6 right), leaves -1 and 2, base score 0.5.
-    fn stump() -> Forest {
-        let model = r#"{"learner": {"attributes": {}, "feature_names": [], "feature_types": [],
+    const STUMP: &str = r#"{"learner": {"attributes": {}, "feature_names": [], "feature_types": [],
           "gradient_booster": {"name": "gbtree", "model": {"gbtree_model_param": {"num_parallel_tree": "1",
             "num_trees": "1"}, "tree_info": [0], "trees": [{"tree_param": {"num_nodes": "3",
             "num_feature": "2", "size_leaf_vector": "0"}, "left_children": [1, -1, -1],
@@ -236,7 +243,9 @@ mod tests {
             "default_left": [1, 0, 0], "split_type": [0, 0, 0], "sum_hessian": [10.0, 4.0, 6.0]}]}},
           "learner_model_param": {"base_score": "5E-1", "num_class": "0", "num_feature": "2"},
           "objective": {"name": "reg:squarederror"}}, "version": [1, 6, 2]}"#;
-        Forest::from_slice(model.as_bytes()).unwrap()
+
+    fn stump() -> Forest {
+        Forest::from_slice(STUMP.as_bytes()).unwrap()
     }
 
     #[test]
@@ -256,8 +265,8 @@ mod tests {
 
     #[test]
     fn a_model_without_covers_cannot_explain() {
-        let mut forest = stump();
-        forest.covers.fill(f32::NAN);
+        let model = STUMP.replace(r#", "sum_hessian": [10.0, 4.0, 6.0]"#, "");
+        let forest = Forest::from_slice(model.as_bytes()).unwrap();
         let rows = Array2::zeros((1, 2));
         assert!(matches!(
             forest.contributions(rows.view()),
