@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use process::{free_port, http_get, terminate, wait_until, Process};
+use process::{free_port, terminate, wait_until, Process};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -108,12 +108,7 @@ impl Member {
 
     fn metric(&mut self, name: &str) -> Option<f64> {
         self.process.assert_running();
-        std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
-        let prefix = format!("{name} ");
-        http_get(self.metrics, "/metrics")
-            .1
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        process::metric(self.metrics, name)
     }
 }
 

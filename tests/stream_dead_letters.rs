@@ -202,28 +202,19 @@ fn a_record_the_broker_refuses_at_delivery_is_dead_lettered_and_the_stream_goes_
         cluster.create_topic(topic, 1, 1).unwrap();
     }
     let brokers = cluster.bootstrap_servers();
-    let mut bridge = common::process::Process::spawn(
+    let mut bridge = common::services::start_bridge_at(
         "bridge-refused",
-        std::process::Command::new(env!("CARGO_BIN_EXE_xgserve"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "stream",
-                "--brokers",
-                &brokers,
-                "--metrics-host",
-                "127.0.0.1",
-                "--metrics-port",
-                "0",
-            ])
-            .args([
-                "--source-topics",
-                "cars4",
-                "--sink-topic",
-                "priced4",
-                "--dead-letter-topic",
-                "priced4.dlq",
-            ]),
+        &brokers,
+        &[
+            "--source-topics",
+            "cars4",
+            "--sink-topic",
+            "priced4",
+            "--dead-letter-topic",
+            "priced4.dlq",
+        ],
         &out,
+        "info,rdkafka=warn",
     );
     let id = |m: &rdkafka::message::OwnedMessage| {
         serde_json::from_slice::<serde_json::Value>(m.payload().unwrap()).unwrap()["id"]

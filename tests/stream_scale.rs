@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{free_port, http_get, terminate, wait_until, Process};
+use common::process::{free_port, metric, terminate, wait_until, Process};
 use common::seed_events::{key_schema, message, value_schema};
 use common::services::{start_bridge_logging, Broker, Postgres};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -231,14 +231,7 @@ impl Member {
     /// A counter or gauge of this process's metrics.
     fn metric(&mut self, name: &str) -> Option<f64> {
         self.process.assert_running();
-        // Not listening yet while the process starts: no answer rather than a panic.
-        std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
-        let (status, metrics) = http_get(self.metrics, "/metrics");
-        status.contains("200").then_some(())?;
-        let prefix = format!("{name} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        metric(self.metrics, name)
     }
 
     fn consumed(&mut self) -> Option<f64> {
@@ -476,32 +469,36 @@ fn scale_out(name: &str, strategy: &str, static_members: bool, plan: impl FnOnce
     assert_eq!(committed, ends, "the group's committed offsets are the source's ends");
 }
 
+/// The group's life while events flow: 1 -> 3 members, a rolling restart (SIGTERM, then the same
+/// member back), with `crash` one member killed and restarted, then 3 -> 1. Returns the last member.
+fn scale_up_restart_and_down(group: &mut Group, crash: bool) -> Member {
+    let join = Duration::from_secs(180);
+    let mut a = group.start("bridge-a");
+    wait_spread(&mut [&mut a], join);
+    let mut b = group.start("bridge-b");
+    let mut c = group.start("bridge-c");
+    wait_spread(&mut [&mut a, &mut b, &mut c], join);
+    b.stop();
+    let mut b = group.start("bridge-b");
+    wait_spread(&mut [&mut a, &mut b, &mut c], join);
+    if crash {
+        // Killed, and back under its static membership.
+        c.process.kill();
+        c = group.start("bridge-c");
+        wait_spread(&mut [&mut a, &mut b, &mut c], join);
+    }
+    // The group hands everything to a once the others have left.
+    b.stop();
+    c.stop();
+    wait_spread(&mut [&mut a], join);
+    a
+}
+
 /// Eager assignment (librdkafka's default, range): every rebalance takes all partitions away and
-/// hands them out again.
+/// hands them out again. With static membership, so the crashed member comes back.
 #[test]
 fn a_group_scaled_restarted_and_crashed_under_load_ends_with_every_key_latest() {
-    let join = Duration::from_secs(180);
-    scale_out("eager", "range", true, |group| {
-        let mut a = group.start("bridge-a");
-        wait_spread(&mut [&mut a], join);
-        // 1 -> 3.
-        let mut b = group.start("bridge-b");
-        let mut c = group.start("bridge-c");
-        wait_spread(&mut [&mut a, &mut b, &mut c], join);
-        // A rolling restart: b stops on SIGTERM and the same member comes back.
-        b.stop();
-        let mut b = group.start("bridge-b");
-        wait_spread(&mut [&mut a, &mut b, &mut c], join);
-        // A crash: c is killed and comes back under its static membership.
-        c.process.kill();
-        let mut c = group.start("bridge-c");
-        wait_spread(&mut [&mut a, &mut b, &mut c], join);
-        // 3 -> 1: the group hands everything to a once the others' sessions expire.
-        b.stop();
-        c.stop();
-        wait_spread(&mut [&mut a], join);
-        a
-    });
+    scale_out("eager", "range", true, |group| scale_up_restart_and_down(group, true));
 }
 
 /// Cooperative-sticky assignment: a rebalance moves only the partitions that change hands, in two
@@ -510,19 +507,7 @@ fn a_group_scaled_restarted_and_crashed_under_load_ends_with_every_key_latest() 
 /// other member; and so without a crash, whose member only a static id brings back in tansu.
 #[test]
 fn a_cooperative_group_hands_partitions_over_without_losing_a_version() {
-    let join = Duration::from_secs(180);
     scale_out("cooperative", "cooperative-sticky", false, |group| {
-        let mut a = group.start("bridge-a");
-        wait_spread(&mut [&mut a], join);
-        let mut b = group.start("bridge-b");
-        let mut c = group.start("bridge-c");
-        wait_spread(&mut [&mut a, &mut b, &mut c], join);
-        b.stop();
-        let mut b = group.start("bridge-b");
-        wait_spread(&mut [&mut a, &mut b, &mut c], join);
-        b.stop();
-        c.stop();
-        wait_spread(&mut [&mut a], join);
-        a
+        scale_up_restart_and_down(group, false)
     });
 }

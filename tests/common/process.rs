@@ -135,6 +135,18 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
     (head.lines().next().unwrap_or("").to_owned(), body)
 }
 
+/// A counter or gauge from the Prometheus `/metrics` on `port`; `None` while nothing listens there
+/// yet (a process starting) or the metric is not shown.
+pub fn metric(port: u16, name: &str) -> Option<f64> {
+    TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    let (status, metrics) = http_get(port, "/metrics");
+    status.contains("200").then_some(())?;
+    let prefix = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+}
+
 /// Sends SIGTERM and waits for the exit status.
 pub fn terminate(process: &mut Process, within: Duration) -> std::process::ExitStatus {
     let status = Command::new("kill")

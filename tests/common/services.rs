@@ -234,12 +234,17 @@ pub fn start_bridge(name: &str, broker: &Broker, args: &[&str], log_dir: &Path) 
 
 /// As [`start_bridge`], with its own `RUST_LOG`.
 pub fn start_bridge_logging(name: &str, broker: &Broker, args: &[&str], log_dir: &Path, log: &str) -> Process {
+    start_bridge_at(name, &broker.brokers(), args, log_dir, log)
+}
+
+/// As [`start_bridge_logging`], against any Kafka-protocol brokers (`host:port,...`).
+pub fn start_bridge_at(name: &str, brokers: &str, args: &[&str], log_dir: &Path, log: &str) -> Process {
     Process::spawn(
         name,
         Command::new(env!("CARGO_BIN_EXE_xgserve"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("stream")
-            .args(["--brokers", &broker.brokers(), "--metrics-host", "127.0.0.1"])
+            .args(["--brokers", brokers, "--metrics-host", "127.0.0.1"])
             .args(args)
             // Any free port unless `args` names one.
             .env("XGSERVE_METRICS_PORT", "0")
