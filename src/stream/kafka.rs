@@ -610,11 +610,12 @@ async fn enqueue(
 ) -> anyhow::Result<()> {
     for (message, outcome) in batch.iter().zip(outcomes) {
         let key = message.key.as_deref();
+        let source = Source::of(message);
         let outgoing = |kind| {
             Box::new(Outgoing {
                 batch: in_flight.clone(),
                 kind,
-                source: Source::of(message),
+                source: source.clone(),
             })
         };
         let sent = match outcome {
@@ -634,7 +635,7 @@ async fn enqueue(
             }
             Outcome::DeadLetter { kind, error } => {
                 let letter = Letter {
-                    source: &Source::of(message),
+                    source: &source,
                     key,
                     value: message.value.as_deref(),
                     kind,
@@ -648,7 +649,7 @@ async fn enqueue(
             Ok(()) => {}
             Err((e, _)) if permanent(&e) => {
                 let letter = Letter {
-                    source: &Source::of(message),
+                    source: &source,
                     key,
                     value: message.value.as_deref(),
                     kind: "unproducible",
