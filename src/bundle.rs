@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::engine::Forest;
+use crate::explain::{ExplainError, Explanation};
 use crate::input::{self, Limits};
 use crate::preprocess::{Batch, InputError, Preprocessor, Spec};
 
@@ -184,6 +185,31 @@ impl Model {
     pub fn predict_counting(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Vec<f32>, InputError> {
         let features = self.preprocessor.transform_counting(batch, unknown)?;
         Ok(self.forest.predict(features.view()).expect("load checked the widths"))
+    }
+
+    /// Each row's prediction and why: its exact contributions (TreeSHAP) per model feature and per
+    /// input column, counting unknown categories as [`Self::predict_counting`] does.
+    pub fn explain_counting(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Explanation, ExplainError> {
+        let features = self.preprocessor.transform_counting(batch, unknown)?;
+        let by_feature = self.forest.contributions(features.view())?;
+        let predictions = self.forest.predict(features.view()).expect("load checked the widths");
+        let inputs = self.preprocessor.inputs().len();
+        Ok(Explanation::new(
+            predictions,
+            by_feature,
+            self.preprocessor.feature_inputs(),
+            inputs,
+        ))
+    }
+
+    /// Whether the model can attribute its predictions (its trees record their covers).
+    pub fn can_explain(&self) -> bool {
+        self.forest.can_explain()
+    }
+
+    /// As [`Self::explain_counting`], without counting.
+    pub fn explain(&self, batch: &Batch) -> Result<Explanation, ExplainError> {
+        self.explain_counting(batch, &mut [])
     }
 
     /// Every parity case must predict bit-for-bit what Python predicted, and be refused where

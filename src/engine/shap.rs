@@ -33,6 +33,11 @@ struct PathElement {
 }
 
 impl Forest {
+    /// Whether [`Self::contributions`] can attribute this model's predictions: it records its covers.
+    pub fn can_explain(&self) -> bool {
+        self.means.is_some()
+    }
+
     /// Each row's contributions: `num_features + 1` columns, the last the bias.
     pub fn contributions(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>, ContributionError> {
         if features.ncols() != self.num_features {

@@ -213,6 +213,9 @@ type FastSet = Lookup<()>;
 pub struct Preprocessor {
     spec: Spec,
     blocks: Vec<Block>,
+    /// For each feature, the input (its index in `inputs`) it is computed from: what maps a
+    /// feature's contribution back to the column a client sent.
+    feature_inputs: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,11 +284,17 @@ impl Preprocessor {
             }
         }
         let mut blocks = Vec::with_capacity(spec.blocks.len());
+        let mut feature_inputs = Vec::with_capacity(spec.num_features);
         let mut offset = 0;
         for block in &spec.blocks {
             let compiled = compile_block(&spec.inputs, block, offset)
                 .map_err(|SpecError(e)| spec_error(format!("block {:?}: {e}", block.name)))?;
             offset += block.width;
+            // A column's features run from its first to the next column's first, or the block's end.
+            for (j, &(input, first)) in compiled.columns.iter().enumerate() {
+                let end = compiled.columns.get(j + 1).map_or(offset, |&(_, next)| next);
+                feature_inputs.extend(std::iter::repeat_n(input, end.saturating_sub(first)));
+            }
             blocks.push(compiled);
         }
         if offset != spec.num_features || spec.feature_names.len() != spec.num_features {
@@ -295,7 +304,11 @@ impl Preprocessor {
                 spec.feature_names.len()
             )));
         }
-        Ok(Self { spec, blocks })
+        Ok(Self {
+            spec,
+            blocks,
+            feature_inputs,
+        })
     }
 
     pub fn spec(&self) -> &Spec {
@@ -309,6 +322,11 @@ impl Preprocessor {
 
     pub fn num_features(&self) -> usize {
         self.spec.num_features
+    }
+
+    /// For each feature, the index in [`Self::inputs`] of the column it is computed from.
+    pub fn feature_inputs(&self) -> &[usize] {
+        &self.feature_inputs
     }
 
     /// The feature matrix for `batch` (rows × `num_features`), or the first value the Python
