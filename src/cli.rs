@@ -157,8 +157,19 @@ pub struct PredictArgs {
     pub output: Option<PathBuf>,
     /// Write the preprocessed feature matrix (one list per row) instead of predictions, to compare
     /// with the Python ColumnTransformer's output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "explain")]
     pub features: bool,
+    /// Write each car's prediction, base value and exact contributions (TreeSHAP) instead of the
+    /// bare predictions: one row per car.
+    #[arg(long)]
+    pub explain: bool,
+    /// What `--explain` attributes to: the input `column`s, or the model's `feature`s.
+    #[arg(long, value_parser = ["column", "feature"], default_value = "column", requires = "explain")]
+    pub explain_by: String,
+    /// `--explain`'s format: `csv` or `json`; by default CSV when `--output` ends in `.csv`, else
+    /// JSON.
+    #[arg(long, value_parser = ["csv", "json"], requires = "explain")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,12 +13,14 @@ use std::time::Duration;
 use common::process::{free_port, http_get, venv_bin, wait_for_port, Process};
 
 /// The cases `clients.py` reports, each of which must have run.
-const CASES: [&str; 16] = [
+const CASES: [&str; 19] = [
     "http metadata",
     "http defaults (binary in, binary out)",
     "http json in, json out",
     "http binary in, json out",
     "http json in, binary out",
+    "http contributions, binary out",
+    "http contributions, json out",
     "http gzip request",
     "http deflate request",
     "http async_infer",
@@ -28,6 +30,7 @@ const CASES: [&str; 16] = [
     "grpc metadata",
     "grpc infer",
     "grpc infer, output named",
+    "grpc contributions",
     "grpc wrong datatype",
     "grpc unknown model",
 ];
@@ -143,7 +146,7 @@ fn tritonclient_over_http_and_grpc_gets_the_answers_of_predict_from_the_kserve_r
     // The calls are counted by method and status code, beside the HTTP ones.
     let (_, metrics) = http_get(http, "/metrics");
     for series in [
-        r#"xgserve_grpc_requests_total{code="OK",method="ModelInfer"} 2"#,
+        r#"xgserve_grpc_requests_total{code="OK",method="ModelInfer"} 3"#,
         r#"xgserve_grpc_requests_total{code="INVALID_ARGUMENT",method="ModelInfer"} 1"#,
         r#"xgserve_grpc_requests_total{code="NOT_FOUND",method="ModelInfer"} 1"#,
     ] {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use common::http::{config, get, post, send, state, state_of, state_with, stuck, EXAMPLE};
+use sha2::Digest;
 use xgserve::bundle::Model;
 use xgserve::http::openapi::spec;
 use xgserve::http::HttpConfig;
@@ -192,6 +193,39 @@ async fn trigger(path: &str, status: u16) -> Option<u16> {
             let request = stuck(path);
             send(&state, request).await
         }
+        ("/explain", 200) => send(&state(), post(path, "application/json", EXAMPLE)).await,
+        ("/explain", 400) => send(&state(), post("/explain?by=tree", "application/json", EXAMPLE)).await,
+        ("/explain", 401) => send(&with_token(), post(path, "application/json", EXAMPLE)).await,
+        ("/explain", 413) => send(&state(), post(path, "application/json", " ".repeat(70_000))).await,
+        ("/explain", 415) => send(&state(), post(path, "text/plain", EXAMPLE)).await,
+        ("/explain", 422) => send(&state(), post(path, "application/json", r#"{"model": ["Focus"]}"#)).await,
+        ("/explain", 501) => {
+            // A model whose trees record no covers (sum_hessian) predicts but cannot attribute.
+            let dir = common::shipped_bundle_copy();
+            let model_path = dir.path().join("model.json");
+            let mut model: serde_json::Value = serde_json::from_slice(&std::fs::read(&model_path).unwrap()).unwrap();
+            for tree in model["learner"]["gradient_booster"]["model"]["trees"]
+                .as_array_mut()
+                .unwrap()
+            {
+                tree.as_object_mut().unwrap().remove("sum_hessian");
+            }
+            let bytes = serde_json::to_vec(&model).unwrap();
+            std::fs::write(&model_path, &bytes).unwrap();
+            let manifest_path = dir.path().join("bundle.json");
+            let mut manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+            manifest["files"]["model.json"] = xgserve::bundle::hex(&sha2::Sha256::digest(&bytes)).into();
+            std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+            send(&state_of(dir.path(), config()), post(path, "application/json", EXAMPLE)).await
+        }
+        ("/explain", 503) => {
+            let state = state_with(HttpConfig {
+                request_timeout: Duration::from_millis(50),
+                ..config()
+            });
+            send(&state, stuck(path)).await
+        }
         ("/healthz" | "/livez" | "/readyz" | "/info" | "/metrics", 200) => send(&state(), get(path)).await,
         ("/readyz", 503) => {
             let state = state();
@@ -271,5 +305,5 @@ async fn every_declared_status_is_produced() {
             }
         }
     }
-    assert_eq!(checked, 33, "declared statuses checked");
+    assert_eq!(checked, 41, "declared statuses checked");
 }

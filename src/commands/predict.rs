@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use crate::bundle::Model;
 use crate::cli::PredictArgs;
+use crate::explain::Attribution;
 use crate::input::{self, Limits};
 use crate::pyfloat;
 
@@ -35,10 +36,28 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             .map(|row| pyfloat::float32_array(&row.to_vec()))
             .collect();
         format!("[{}]", rows.join(","))
+    } else if args.explain {
+        let explanation = model.explain(&batch).with_context(|| format!("{source}"))?;
+        let by = Attribution::parse(&args.explain_by).expect("clap checked the value");
+        let csv = match args.format.as_deref() {
+            Some(format) => format == "csv",
+            None => args
+                .output
+                .as_ref()
+                .and_then(|path| path.extension())
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+        };
+        if csv {
+            explanation.to_csv(&model, by)
+        } else {
+            explanation.to_json(&model, by)
+        }
     } else {
         pyfloat::float32_array(&model.predict(&batch).with_context(|| format!("{source}"))?)
     };
-    text.push('\n');
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
     match &args.output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))?,
         None => print!("{text}"),

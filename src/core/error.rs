@@ -3,6 +3,7 @@
 //! bodies, `grpc/mod.rs` to gRPC status codes with the same messages.
 
 use crate::bundle::BundleError;
+use crate::explain::ExplainError;
 use crate::preprocess::InputError;
 
 /// Why a request was not answered with predictions.
@@ -28,6 +29,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the prediction took longer than {0} ms")]
     Timeout(u128),
+    /// The served model cannot attribute its predictions (it records no node covers): neither the
+    /// request's fault nor a failure, a capability the model lacks.
+    #[error("the served model cannot explain its predictions: {0}")]
+    NotExplainable(String),
     /// Our fault, not the request's: a prediction that panicked or whose task was cancelled. The
     /// detail goes to the log (with the request id), never to the client.
     #[error("the server failed to answer this request; it is logged under the request's x-request-id")]
@@ -48,7 +53,17 @@ impl ApiError {
             ApiError::UnknownModel(_) => "unknown_model",
             ApiError::Overloaded => "overloaded",
             ApiError::Timeout(_) => "timeout",
+            ApiError::NotExplainable(_) => "not_explainable",
             ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ExplainError> for ApiError {
+    fn from(error: ExplainError) -> Self {
+        match error {
+            ExplainError::Input(e) => ApiError::Input(e),
+            ExplainError::Model(reason) => ApiError::NotExplainable(reason),
         }
     }
 }

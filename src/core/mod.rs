@@ -17,15 +17,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub use error::ApiError;
 
 use crate::bundle::Model;
-use crate::input::{self, Limits};
+use crate::explain::Explanation;
+use crate::input::{self, Limits, V2Output};
 use crate::preprocess::Batch;
 use metrics::Metrics;
 
 /// Batches above this many rows are scored on the blocking pool, so they never stall other requests.
 const INLINE_ROWS: usize = 256;
+/// The same for explanations, which cost each row far more than a prediction.
+const INLINE_EXPLAINED_ROWS: usize = 16;
 
-/// The output tensor's name in the inference protocols.
-pub use crate::input::V2_OUTPUT as OUTPUT;
+/// The output tensors' names in the inference protocols.
+pub use crate::input::{V2_CONTRIBUTIONS as CONTRIBUTIONS, V2_OUTPUT as OUTPUT};
 
 /// The platform the inference protocols' model metadata names.
 pub const PLATFORM: &str = "xgboost";
@@ -76,6 +79,14 @@ pub struct TensorSpec<'a> {
     pub name: &'a str,
     /// `BYTES` for text, `FP64` for numbers.
     pub datatype: &'static str,
+}
+
+/// One FP32 output tensor of an inference-protocol answer, its data row-major.
+#[derive(Debug)]
+pub struct OutputTensor {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
 }
 
 impl Core {
@@ -199,6 +210,74 @@ impl Core {
         model: Arc<Model>,
         batch: Batch,
     ) -> Result<Vec<f32>, ApiError> {
+        let work = |model: &Model, batch: &Batch, unknown: &mut [u64]| Ok(model.predict_counting(batch, unknown)?);
+        self.run(admission, request_id, model, batch, INLINE_ROWS, work).await
+    }
+
+    /// Each row's prediction with its contributions per feature and per input column, as
+    /// [`Self::score`] runs a prediction; `NotExplainable` when the model cannot attribute.
+    pub async fn explain(
+        &self,
+        admission: Option<Admission>,
+        request_id: &str,
+        model: Arc<Model>,
+        batch: Batch,
+    ) -> Result<Explanation, ApiError> {
+        let work = |model: &Model, batch: &Batch, unknown: &mut [u64]| Ok(model.explain_counting(batch, unknown)?);
+        self.run(admission, request_id, model, batch, INLINE_EXPLAINED_ROWS, work)
+            .await
+    }
+
+    /// The inference protocols' outputs a request names, in its order (none names `predict`):
+    /// `predict`, one value per row, and `contributions`, per row each input column's contribution
+    /// then the base value. Explains the rows only when `contributions` is asked for.
+    pub async fn infer(
+        &self,
+        admission: Option<Admission>,
+        request_id: &str,
+        model: Arc<Model>,
+        batch: Batch,
+        outputs: &[V2Output],
+    ) -> Result<Vec<OutputTensor>, ApiError> {
+        let rows = batch.rows();
+        let (predictions, contributions) = if outputs.contains(&V2Output::Contributions) {
+            let explanation = self.explain(admission, request_id, model, batch).await?;
+            (explanation.predictions, Some(explanation.by_column))
+        } else {
+            (self.score(admission, request_id, model, batch).await?, None)
+        };
+        let tensor = |output: &V2Output| match output {
+            V2Output::Predict => OutputTensor {
+                name: OUTPUT,
+                shape: vec![rows],
+                data: predictions.clone(),
+            },
+            V2Output::Contributions => {
+                let values = contributions.as_ref().expect("explained when asked for");
+                OutputTensor {
+                    name: CONTRIBUTIONS,
+                    shape: vec![rows, values.ncols()],
+                    data: values.iter().copied().collect(),
+                }
+            }
+        };
+        Ok(match outputs {
+            [] => vec![tensor(&V2Output::Predict)],
+            named => named.iter().map(tensor).collect(),
+        })
+    }
+
+    /// Runs `work` on a batch, inline up to `inline_rows` rows and on the blocking pool above,
+    /// holding the admission until it ends, and records its metrics.
+    async fn run<T: Send + 'static>(
+        &self,
+        admission: Option<Admission>,
+        request_id: &str,
+        model: Arc<Model>,
+        batch: Batch,
+        inline_rows: usize,
+        work: fn(&Model, &Batch, &mut [u64]) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let rows = batch.rows();
         let run = move || {
             let _admitted = admission;
@@ -206,11 +285,11 @@ impl Core {
             let mut unknown = vec![0u64; model.preprocessor.inputs().len()];
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 fail::fail_point!("score");
-                model.predict_counting(&batch, &mut unknown)
+                work(&model, &batch, &mut unknown)
             }));
             (model, result, unknown, started.elapsed().as_secs_f64())
         };
-        let outcome = if rows <= INLINE_ROWS {
+        let outcome = if rows <= inline_rows {
             Ok(run())
         } else {
             tokio::task::spawn_blocking(run).await
@@ -225,7 +304,7 @@ impl Core {
             ApiError::Internal(detail)
         };
         let (model, result, unknown, seconds) = outcome.map_err(|e| fault(format!("prediction task: {e}")))?;
-        let predictions = result.map_err(|panic| fault(format!("prediction panicked: {}", panic_text(&*panic))))??;
+        let answer = result.map_err(|panic| fault(format!("prediction panicked: {}", panic_text(&*panic))))??;
         let named: Vec<(&str, u64)> = model
             .preprocessor
             .inputs()
@@ -234,7 +313,7 @@ impl Core {
             .zip(unknown)
             .collect();
         self.metrics.record_prediction(rows, seconds, &named);
-        Ok(predictions)
+        Ok(answer)
     }
 }
 
@@ -253,6 +332,18 @@ pub fn input_tensors(model: &Model) -> impl Iterator<Item = TensorSpec<'_>> {
 }
 
 /// What a panic said, when it said it as text.
+/// The output tensors the inference protocols' model metadata lists, with their shapes: `predict`,
+/// one value per row, and `contributions` (per row, each input column then the base value) when the
+/// model can explain.
+pub fn output_tensors(model: &Model) -> Vec<(&'static str, Vec<i64>)> {
+    let mut outputs = vec![(OUTPUT, vec![-1])];
+    if model.can_explain() {
+        let width = model.preprocessor.inputs().len() as i64 + 1;
+        outputs.push((CONTRIBUTIONS, vec![-1, width]));
+    }
+    outputs
+}
+
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
 
-use crate::core::{self, ApiError, Core, OUTPUT};
-use crate::input::{self, V2Data, V2Tensor};
+use crate::core::{self, ApiError, Core};
+use crate::input::{self, V2Data, V2Output, V2Tensor};
 use crate::preprocess::InputErrorKind;
 
 /// The messages and service generated from `inference.proto` by build.rs.
@@ -98,43 +98,53 @@ impl Inference {
         let request = request.into_inner();
         let predict = async {
             let model = core.known(&request.model_name)?;
-            let batch = decode(&request, model.preprocessor.inputs(), core.policy.limits)?;
-            core.score(Some(admission), &request_id, model.clone(), batch)
+            let (batch, outputs) = decode(&request, model.preprocessor.inputs(), core.policy.limits)?;
+            core.infer(Some(admission), &request_id, model.clone(), batch, &outputs)
                 .await
-                .map(|predictions| (model, predictions))
+                .map(|outputs| (model, outputs))
         };
-        let (model, predictions) = tokio::time::timeout(deadline, predict)
+        let (model, outputs) = tokio::time::timeout(deadline, predict)
             .await
             .map_err(|_| ApiError::Timeout(deadline.as_millis()))??;
-        let raw: Vec<u8> = input::v2_fp32_bytes(&predictions).collect();
+        let tensors = outputs
+            .iter()
+            .map(|output| InferOutputTensor {
+                name: output.name.to_owned(),
+                datatype: "FP32".to_owned(),
+                shape: output.shape.iter().map(|&n| n as i64).collect(),
+                parameters: Default::default(),
+                contents: None,
+            })
+            .collect();
+        // As Triton answers, and where tritonclient reads FP32 outputs.
+        let raw = outputs
+            .iter()
+            .map(|output| input::v2_fp32_bytes(&output.data).collect::<Vec<u8>>().into())
+            .collect();
         Ok(ModelInferResponse {
             model_name: model.manifest.name.clone(),
             model_version: model.manifest.version.clone(),
             id: request.id,
             parameters: Default::default(),
-            outputs: vec![InferOutputTensor {
-                name: OUTPUT.to_owned(),
-                datatype: "FP32".to_owned(),
-                shape: vec![predictions.len() as i64],
-                parameters: Default::default(),
-                contents: None,
-            }],
-            // As Triton answers, and where tritonclient reads FP32 outputs.
-            raw_output_contents: vec![raw.into()],
+            outputs: tensors,
+            raw_output_contents: raw,
         })
     }
 }
 
-/// The request's tensors as the core decodes them: all from `raw_input_contents` when it is given
-/// (one entry per input, in order), otherwise from each tensor's typed contents.
+/// The request's tensors as the core decodes them (all from `raw_input_contents` when it is given,
+/// one entry per input, in order; otherwise from each tensor's typed contents), and the outputs it
+/// asks for.
 fn decode(
     request: &ModelInferRequest,
     inputs: &[crate::preprocess::InputSpec],
     limits: input::Limits,
-) -> Result<crate::preprocess::Batch, ApiError> {
-    for output in &request.outputs {
-        input::v2_served_output(&output.name)?;
-    }
+) -> Result<(crate::preprocess::Batch, Vec<V2Output>), ApiError> {
+    let outputs = request
+        .outputs
+        .iter()
+        .map(|output| input::v2_served_output(&output.name))
+        .collect::<Result<Vec<_>, _>>()?;
     let raw = &request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         let message = format!(
@@ -153,7 +163,7 @@ fn decode(
             None => contents(tensor),
         },
     });
-    Ok(input::decode_tensors(tensors, inputs, limits)?)
+    Ok((input::decode_tensors(tensors, inputs, limits)?, outputs))
 }
 
 /// A tensor's typed contents, from the field its datatype names.
@@ -227,7 +237,14 @@ impl GrpcInferenceService for Inference {
                 inputs: core::input_tensors(&model)
                     .map(|t| tensor(t.name, t.datatype))
                     .collect(),
-                outputs: vec![tensor(OUTPUT, "FP32")],
+                outputs: core::output_tensors(&model)
+                    .into_iter()
+                    .map(|(name, shape)| TensorMetadata {
+                        name: name.to_owned(),
+                        datatype: "FP32".to_owned(),
+                        shape,
+                    })
+                    .collect(),
             }
         });
         self.observe("ModelMetadata", async move { answer }).await
@@ -250,6 +267,7 @@ fn status(error: ApiError) -> Status {
         ApiError::UnknownModel(_) => Code::NotFound,
         ApiError::Overloaded => Code::Unavailable,
         ApiError::Timeout(_) => Code::DeadlineExceeded,
+        ApiError::NotExplainable(_) => Code::Unimplemented,
         ApiError::Internal(_) => Code::Internal,
     };
     let mut status = Status::new(code, error.to_string());

@@ -55,6 +55,7 @@ pub fn status(error: &ApiError) -> StatusCode {
         ApiError::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
         ApiError::Overloaded | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::NotExplainable(_) => StatusCode::NOT_IMPLEMENTED,
         ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

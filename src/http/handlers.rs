@@ -5,11 +5,19 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use utoipa::ToSchema;
+
+use std::sync::Arc;
+
+use axum::http::request::Parts;
 
 use super::body::{self, request_id};
 use super::{ApiError, AppState};
+use crate::bundle::Model;
 use crate::core::Admission;
+use crate::explain::Attribution;
 use crate::input;
+use crate::preprocess::{Batch, InputError, InputErrorKind};
 use crate::pyfloat;
 
 /// Scores the cars in the body (Bento's columnar JSON, a list of records, or CSV with a header row)
@@ -31,6 +39,96 @@ use crate::pyfloat;
     security((), ("bearer" = []))
 )]
 pub async fn predict(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, model, batch) = cars(&state, request).await?;
+    let admission = parts.extensions.get::<Admission>().cloned();
+    let predictions = state.score(admission, request_id(&parts.headers), model, batch).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        pyfloat::float32_array(&predictions),
+    )
+        .into_response())
+}
+
+/// One explained car. Documentation only: `Explanation::to_json` writes it, floats as `/predict`
+/// writes them.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ExplainedRow {
+    /// What `/predict` answers for the car.
+    prediction: f32,
+    /// The model's expected margin over its training data: where every car starts.
+    base_value: f32,
+    /// Each column's (or, with `by=feature`, each feature's) contribution, in the model's order;
+    /// with the base value they add up to the prediction (a classifier's margin).
+    contributions: std::collections::BTreeMap<String, f32>,
+}
+
+/// What the contributions are attributed to.
+// Documentation only: `attribution` reads the query.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum By {
+    /// The columns sent (the default).
+    Column,
+    /// The model's features.
+    Feature,
+}
+
+/// Prices the cars in the body (the same bodies as `/predict`) and says why: per car the
+/// prediction, the base value and each input column's exact contribution (TreeSHAP), which add up
+/// to the prediction (for a classifier, to its margin). `?by=feature` attributes to the model's
+/// features instead (one-hot categories apart, as XGBoost's `pred_contribs`).
+#[utoipa::path(
+    post,
+    path = "/explain",
+    tag = "predict",
+    params(("by" = inline(Option<By>), Query, description = "`column` (the default): the columns sent; `feature`: the model's features")),
+    responses(
+        (status = 200, description = "Per car: the prediction, the base value and each column's contribution, floats as /predict writes them", body = Vec<ExplainedRow>),
+        (status = 400, description = "The body is not valid JSON or CSV, has no rows, or `by` is neither `column` nor `feature`", body = super::ErrorBody),
+        (status = 401, description = "A token is configured and the request does not carry it", body = super::ErrorBody),
+        (status = 413, description = "More rows or bytes than the configured limits", body = super::ErrorBody),
+        (status = 415, description = "Neither JSON nor CSV", body = super::ErrorBody),
+        (status = 422, description = "A column is missing or ragged, or a value has the wrong type or is out of range; names the column and row", body = super::ErrorBody),
+        (status = 501, description = "The served model records no node covers, which contributions are weighted by", body = super::ErrorBody),
+        (status = 503, description = "Overloaded or timed out; see Retry-After", body = super::ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn explain(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let by = attribution(request.uri().query())?;
+    let (parts, model, batch) = cars(&state, request).await?;
+    let admission = parts.extensions.get::<Admission>().cloned();
+    let explanation = state
+        .explain(admission, request_id(&parts.headers), model.clone(), batch)
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        explanation.to_json(&model, by),
+    )
+        .into_response())
+}
+
+/// `?by=` of `/explain`; other query parameters are ignored.
+fn attribution(query: Option<&str>) -> Result<Attribution, ApiError> {
+    let by = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("by="))
+        .next_back();
+    match by {
+        None => Ok(Attribution::default()),
+        Some(text) => Attribution::parse(text).ok_or_else(|| {
+            let message = format!("query parameter by={text:?}: expected \"column\" or \"feature\"");
+            InputError::new(InputErrorKind::Syntax, message).into()
+        }),
+    }
+}
+
+/// The cars a `/predict` or `/explain` body carries (columnar JSON, records or CSV), decoded for the
+/// model serving now.
+async fn cars(state: &AppState, request: Request) -> Result<(Parts, Arc<Model>, Batch), ApiError> {
     // The parts, not a `HeaderMap` extractor, which would copy every header.
     let (parts, body) = request.into_parts();
     let content_type = parts
@@ -54,13 +152,7 @@ pub async fn predict(State(state): State<AppState>, request: Request) -> Result<
     } else {
         input::decode_json(&bytes, inputs, limits)?
     };
-    let admission = parts.extensions.get::<Admission>().cloned();
-    let predictions = state.score(admission, request_id(&parts.headers), model, batch).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        pyfloat::float32_array(&predictions),
-    )
-        .into_response())
+    Ok((parts, model, batch))
 }
 
 /// The process answers (Bento's `/healthz`).

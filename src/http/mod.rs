@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     // Predictions: authorized first, then one permit each and a deadline.
     let predictions = Router::new()
         .route("/predict", post(handlers::predict))
+        .route("/explain", post(handlers::explain))
         .route("/v2/models/{name}/infer", post(v2::infer))
         .route_layer(middleware::GuardLayer::predictions(state.clone()));
     let admin = Router::new()

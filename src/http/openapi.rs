@@ -26,6 +26,7 @@ use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
     ),
     paths(
         handlers::predict,
+        handlers::explain,
         handlers::healthz,
         handlers::live,
         handlers::ready,
@@ -59,6 +60,16 @@ pub fn spec(model: &Model) -> Document {
     if let Some(operation) = doc.paths.paths.get_mut("/predict").and_then(|item| item.post.as_mut()) {
         operation.request_body = Some(request_body(model));
     }
+    if let Some(operation) = doc.paths.paths.get_mut("/explain").and_then(|item| item.post.as_mut()) {
+        operation.request_body = Some(request_body(model));
+        // The example answer is the served model's own explanation of the example body.
+        let ok = operation.responses.responses.get_mut("200");
+        if let (Some(RefOr::T(ok)), Some(example)) = (ok, explained_example(model)) {
+            for content in ok.content.values_mut() {
+                content.example = Some(example.clone());
+            }
+        }
+    }
     let infer = "/v2/models/{name}/infer";
     if let Some(operation) = doc.paths.paths.get_mut(infer).and_then(|item| item.post.as_mut()) {
         operation.request_body = Some(infer_body(model));
@@ -83,6 +94,15 @@ pub fn spec(model: &Model) -> Document {
         }
     }
     doc
+}
+
+/// The bundle's example body explained by the model, when it explains.
+fn explained_example(model: &Model) -> Option<serde_json::Value> {
+    let body = serde_json::to_vec(&model.example).ok()?;
+    let limits = input::Limits { max_rows: usize::MAX };
+    let batch = input::decode_json(&body, model.preprocessor.inputs(), limits).ok()?;
+    let explanation = model.explain(&batch).ok()?;
+    serde_json::from_str(&explanation.to_json(model, crate::explain::Attribution::Column)).ok()
 }
 
 /// The OpenAPI document of this server and model (also at Bento's `/docs.json`).

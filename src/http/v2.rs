@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::body::{self, request_id};
 use super::error::v2_response;
 use super::{ApiError, AppState, V2Error};
-use crate::core::{self, Admission, OUTPUT};
+use crate::core::{self, Admission};
 use crate::input;
 use crate::preprocess::{InputError, InputErrorKind};
 use crate::pyfloat;
@@ -62,12 +62,14 @@ pub struct TensorMetadata {
     name: String,
     /// `BYTES` for text, a number type for numbers.
     datatype: &'static str,
-    /// `[-1]`: any number of rows.
+    /// `-1` for any number of rows: `[-1]` for an input or `predict`, `[-1, columns + 1]` for
+    /// `contributions`.
     shape: Vec<i64>,
 }
 
-/// The predictions, one per row, as the output tensor `predict`. Documentation only: `infer` writes
-/// this shape by hand.
+/// The outputs asked for, in their order (by default `predict` alone): `predict`, one float32 per
+/// row; `contributions`, per row each input column's contribution then the base value, row-major.
+/// Documentation only: `infer` writes this shape by hand.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct InferResponse {
@@ -137,11 +139,14 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
                 versions: vec![model.manifest.version.clone()],
                 platform: core::PLATFORM,
                 inputs,
-                outputs: vec![TensorMetadata {
-                    name: OUTPUT.to_owned(),
-                    datatype: "FP32",
-                    shape: vec![-1],
-                }],
+                outputs: core::output_tensors(&model)
+                    .into_iter()
+                    .map(|(name, shape)| TensorMetadata {
+                        name: name.to_owned(),
+                        datatype: "FP32",
+                        shape,
+                    })
+                    .collect(),
             })
             .into_response()
         }
@@ -221,27 +226,52 @@ async fn infer_inner(state: &AppState, name: &str, request: Request) -> Result<R
     };
     let request = input::decode_v2(json, binary, model.preprocessor.inputs(), state.config.limits)?;
     let admission = parts.extensions.get::<Admission>().cloned();
-    let predictions = state
-        .score(admission, request_id(&parts.headers), model.clone(), request.batch)
+    let outputs = state
+        .infer(
+            admission,
+            request_id(&parts.headers),
+            model.clone(),
+            request.batch,
+            &request.outputs,
+        )
         .await?;
     let id = request
         .id
         .map(|id| format!(",\"id\":{}", Value::String(id)))
         .unwrap_or_default();
-    let head = format!(
-        "{{\"model_name\":{},\"model_version\":{}{id},\"outputs\":[{{\"name\":\"{OUTPUT}\",\"datatype\":\"FP32\",\"shape\":[{}],",
+    let mut head = format!(
+        "{{\"model_name\":{},\"model_version\":{}{id},\"outputs\":[",
         Value::String(model.manifest.name.clone()),
         Value::String(model.manifest.version.clone()),
-        predictions.len(),
     );
+    let mut binary = Vec::new();
+    for (i, output) in outputs.iter().enumerate() {
+        if i > 0 {
+            head.push(',');
+        }
+        let shape: Vec<String> = output.shape.iter().map(usize::to_string).collect();
+        head.push_str(&format!(
+            "{{\"name\":\"{}\",\"datatype\":\"FP32\",\"shape\":[{}],",
+            output.name,
+            shape.join(",")
+        ));
+        if request.binary_output {
+            head.push_str(&format!(
+                "\"parameters\":{{\"binary_data_size\":{}}}}}",
+                output.data.len() * 4
+            ));
+            binary.extend(input::v2_fp32_bytes(&output.data));
+        } else {
+            // Written by hand (as `InferResponse` declares it) so the floats come out exactly as
+            // `/predict` writes them, non-finite ones included, which serde would refuse.
+            head.push_str(&format!("\"data\":{}}}", pyfloat::float32_array(&output.data)));
+        }
+    }
+    head.push_str("]}");
     if request.binary_output {
-        let mut body = format!(
-            "{head}\"parameters\":{{\"binary_data_size\":{}}}}}]}}",
-            predictions.len() * 4
-        )
-        .into_bytes();
-        let json_length = body.len();
-        body.extend(input::v2_fp32_bytes(&predictions));
+        let json_length = head.len();
+        let mut body = head.into_bytes();
+        body.extend(binary);
         let headers = [
             (
                 header::CONTENT_TYPE,
@@ -251,8 +281,5 @@ async fn infer_inner(state: &AppState, name: &str, request: Request) -> Result<R
         ];
         return Ok((headers, body).into_response());
     }
-    // Written by hand (as `InferResponse` declares it) so the floats come out exactly as `/predict`
-    // writes them, non-finite ones included, which serde would refuse.
-    let body = format!("{head}\"data\":{}}}]}}", pyfloat::float32_array(&predictions));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], head).into_response())
 }

@@ -15,8 +15,8 @@ pub(crate) use self::json::Key as JsonKey;
 pub use self::json::{decode_columnar, decode_json, decode_records};
 pub use self::v2::{
     datatype as v2_datatype, decode_tensors, decode_v2, fp32_bytes as v2_fp32_bytes, served_output as v2_served_output,
-    Data as V2Data, Request as V2Request, Tensor as V2Tensor, NUMBER_DATATYPES as V2_NUMBER_DATATYPES,
-    OUTPUT as V2_OUTPUT,
+    Data as V2Data, Output as V2Output, Request as V2Request, Tensor as V2Tensor, CONTRIBUTIONS as V2_CONTRIBUTIONS,
+    NUMBER_DATATYPES as V2_NUMBER_DATATYPES, OUTPUT as V2_OUTPUT,
 };
 
 /// Bounds on what a body may ask of the decoder.

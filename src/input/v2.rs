@@ -20,6 +20,19 @@ use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, I
 
 /// The output tensor's name.
 pub const OUTPUT: &str = "predict";
+/// The output a request may ask for beside (or instead of) the predictions: per row, each input
+/// column's exact contribution, then the base value.
+pub const CONTRIBUTIONS: &str = "contributions";
+
+/// An output tensor a request may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// [`OUTPUT`]: the predictions, FP32 `[rows]`.
+    Predict,
+    /// [`CONTRIBUTIONS`]: FP32 `[rows, inputs + 1]`, the input columns in the model's order, then
+    /// the base value.
+    Contributions,
+}
 
 /// The datatypes a number column takes; values are read as f64 whatever is declared.
 pub const NUMBER_DATATYPES: [&str; 10] = [
@@ -53,6 +66,8 @@ pub struct Request {
     pub batch: Batch,
     /// The output is asked for in binary (`binary_data_output`, or `binary_data` on the output).
     pub binary_output: bool,
+    /// The outputs asked for, in order; empty asks for the predictions alone.
+    pub outputs: Vec<Output>,
 }
 
 #[derive(Deserialize)]
@@ -162,8 +177,9 @@ pub fn decode_v2(
         ));
     }
     let mut binary_output = request.parameters.binary_data_output.unwrap_or(false);
+    let mut outputs = Vec::with_capacity(request.outputs.len());
     for output in &request.outputs {
-        served_output(&output.name)?;
+        outputs.push(served_output(&output.name)?);
         binary_output = output.parameters.binary_data.unwrap_or(binary_output);
     }
     let batch = decode_tensors(tensors, inputs, limits)?;
@@ -171,16 +187,21 @@ pub fn decode_v2(
         id: request.id,
         batch,
         binary_output,
+        outputs,
     })
 }
 
-/// Refuses a requested output other than the model's one, [`OUTPUT`].
-pub fn served_output(name: &str) -> Result<(), InputError> {
-    if name == OUTPUT {
-        return Ok(());
+/// The output a request names, or a refusal naming those served.
+pub fn served_output(name: &str) -> Result<Output, InputError> {
+    match name {
+        OUTPUT => Ok(Output::Predict),
+        CONTRIBUTIONS => Ok(Output::Contributions),
+        _ => {
+            let message =
+                format!("output {name:?} is not served; the model's outputs are {OUTPUT:?} and {CONTRIBUTIONS:?}");
+            Err(InputError::new(InputErrorKind::Syntax, message))
+        }
     }
-    let message = format!("output {name:?} is not served; the model's output is {OUTPUT:?}");
-    Err(InputError::new(InputErrorKind::Syntax, message))
 }
 
 /// The predictions as the binary forms carry an FP32 tensor: little-endian, one after another.

@@ -1,7 +1,8 @@
 """Real Open Inference Protocol clients against a running xgserve: tritonclient over HTTP (binary
 tensors on and off, JSON and binary outputs, compressed requests, the asyncio client, gevent's
 async_infer) and over gRPC (health, metadata, infer, an error), with Ford rows as numpy arrays.
-Every answer must equal, bit for bit, what `/predict` answers for the same rows.
+Every answer must equal, bit for bit, what `/predict` answers for the same rows, and the output
+`contributions`, asked for with `predict`, what `/explain` answers.
 
 Run by tests/oip_clients.rs: clients.py --http PORT --grpc PORT --data ford.csv --rows N.
 Prints one "ok <case>" line per case; exits non-zero at the first difference.
@@ -48,6 +49,31 @@ def predict(port, body):
         return np.array(json.loads(answer.read()), dtype=np.float32)
 
 
+def explain(port, body):
+    """/explain's answer as the v2 output `contributions` carries it: per row each column's
+    contribution, in the order /explain writes them, then the base value."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/explain", data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        rows = json.loads(answer.read())
+    return np.array([[*row["contributions"].values(), row["base_value"]] for row in rows], dtype=np.float32)
+
+
+def same_contributions(case, expected, explained, answer):
+    """Both outputs asked for, each equal to its reference bit for bit."""
+    got = answer.as_numpy("contributions")
+    if got is None or got.dtype != np.float32 or got.shape != explained.shape:
+        sys.exit(f"{case}: contributions {None if got is None else (got.dtype, got.shape)}, "
+                 f"expected float32 {explained.shape}")
+    differ = np.argwhere(got.view(np.uint32) != explained.view(np.uint32))
+    if differ.size:
+        row, column = differ[0]
+        sys.exit(f"{case}: {len(differ)} contributions differ from /explain; row {row}, column {column}: "
+                 f"{got[row, column]!r} != {explained[row, column]!r}")
+    same(case, expected, answer)
+
+
 def datatype(array):
     return "BYTES" if array.dtype == np.object_ else {np.int64: "INT64", np.float64: "FP64"}[array.dtype.type]
 
@@ -83,7 +109,7 @@ def expect_error(case, call, status, fragment):
     sys.exit(f"{case}: no error")
 
 
-def http_cases(port, model, tensors, expected):
+def http_cases(port, model, tensors, expected, explained):
     url = f"127.0.0.1:{port}"
     client = httpclient.InferenceServerClient(url, concurrency=2)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(model)
@@ -93,6 +119,8 @@ def http_cases(port, model, tensors, expected):
     metadata = client.get_model_metadata(model)
     if sorted(t["name"] for t in metadata["inputs"]) != sorted(tensors):
         sys.exit(f"http metadata: inputs {metadata['inputs']!r}")
+    if [t["name"] for t in metadata["outputs"]] != ["predict", "contributions"]:
+        sys.exit(f"http metadata: outputs {metadata['outputs']!r}")
     print("ok http metadata", flush=True)
 
     # tritonclient's defaults: binary inputs, and binary_data_output since no output is named.
@@ -104,6 +132,10 @@ def http_cases(port, model, tensors, expected):
     same("http binary in, json out", expected, client.infer(model, inputs(httpclient, tensors), outputs=json_out))
     same("http json in, binary out", expected,
          client.infer(model, inputs(httpclient, tensors, binary_data=False), outputs=binary_out))
+    for binary in (True, False):
+        both = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("predict", "contributions")]
+        same_contributions(f"http contributions, {'binary' if binary else 'json'} out", expected, explained,
+                           client.infer(model, inputs(httpclient, tensors), outputs=both))
     for algorithm in ("gzip", "deflate"):
         same(f"http {algorithm} request", expected,
              client.infer(model, inputs(httpclient, tensors), request_compression_algorithm=algorithm))
@@ -118,7 +150,7 @@ def http_cases(port, model, tensors, expected):
     same("http asyncio client", expected, asyncio.run(aio()))
 
 
-def grpc_cases(port, model, tensors, expected):
+def grpc_cases(port, model, tensors, expected, explained):
     url = f"127.0.0.1:{port}"
     # grpc.health.v1 Check with an empty request (service ""); SERVING is status 1: bytes 08 01.
     with grpc.insecure_channel(url) as channel:
@@ -135,6 +167,9 @@ def grpc_cases(port, model, tensors, expected):
     same("grpc infer", expected, client.infer(model, inputs(grpcclient, tensors)))
     same("grpc infer, output named", expected,
          client.infer(model, inputs(grpcclient, tensors), outputs=[grpcclient.InferRequestedOutput("predict")]))
+    both = [grpcclient.InferRequestedOutput(name) for name in ("contributions", "predict")]
+    same_contributions("grpc contributions", expected, explained,
+                       client.infer(model, inputs(grpcclient, tensors), outputs=both))
     wrong = dict(tensors, mileage=tensors["mileage"].astype(np.object_))
     expect_error("grpc wrong datatype", lambda: client.infer(model, inputs(grpcclient, wrong)),
                  "INVALID_ARGUMENT", "mileage")
@@ -155,8 +190,9 @@ def main():
     expected = predict(args.http, body)
     if expected.shape != (args.rows,):
         sys.exit(f"/predict answered {expected.shape} values for {args.rows} rows")
-    http_cases(args.http, args.model, tensors, expected)
-    grpc_cases(args.grpc, args.model, tensors, expected)
+    explained = explain(args.http, body)
+    http_cases(args.http, args.model, tensors, expected, explained)
+    grpc_cases(args.grpc, args.model, tensors, expected, explained)
 
 
 if __name__ == "__main__":

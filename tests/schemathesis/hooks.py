@@ -28,7 +28,7 @@ def map_case(context, case):
     if not valid or not isinstance(body, dict):
         return case
     path = case.operation.path
-    if path == "/predict":
+    if path in ("/predict", "/explain"):
         names = [name for name, value in body.items() if isinstance(value, list)]
         if names:
             columns, _ = equal_lengths([body[name] for name in names])
