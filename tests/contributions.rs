@@ -1,12 +1,14 @@
 //! The engine's exact per-feature contributions (TreeSHAP) against XGBoost's own `pred_contribs`,
-//! which the Python reference computes for every row of the Ford data set (`training/train.py
-//! --contributions`, run by `tests/run`), on the same features.
+//! which the Python reference computes (`training/train.py --contributions`, run by `tests/run`) for
+//! every row of the Ford data set and for the bundle's parity cases (nulls, unknown and padded
+//! categories, extreme numbers), on the same features.
 
 mod common;
 
+use ndarray::Array2;
 use serde::Deserialize;
 use xgserve::bundle::Model;
-use xgserve::input::{decode_csv, Limits};
+use xgserve::input::{decode_csv, decode_json, Limits};
 
 /// Each value may differ from XGBoost's by this share of the row's total absolute contribution.
 /// XGBoost sums a row's contributions in float32, tree by tree (100 trees, a dozen path terms each);
@@ -17,24 +19,30 @@ const TOLERANCE: f64 = 1e-4;
 #[derive(Deserialize)]
 struct Reference {
     contributions: Vec<Vec<f32>>,
+    parity: ParityReference,
 }
 
-#[test]
-fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
-    let model = Model::load(common::shipped_bundle()).unwrap();
+#[derive(Deserialize)]
+struct ParityReference {
+    /// The parity cases XGBoost explained, by index in the bundle's parity.json.
+    rows: Vec<usize>,
+    contributions: Vec<Vec<f32>>,
+}
+
+fn reference() -> Reference {
     let path = common::reference().join("ford/ford_contributions.json");
-    let reference: Reference = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let csv = std::fs::read(common::ford_csv()).unwrap();
-    let batch = decode_csv(&csv, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
-    let features = model.preprocessor.transform(&batch).unwrap();
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Asserts every value within [`TOLERANCE`] of XGBoost's and every row adding up to its margin;
+/// prints the largest difference seen, labelled `what`.
+fn assert_matches(what: &str, model: &Model, features: &Array2<f32>, expected: &[Vec<f32>]) {
     let ours = model.forest.contributions(features.view()).unwrap();
     let margins = model.forest.predict_margin(features.view()).unwrap();
-    assert_eq!(ours.nrows(), reference.contributions.len(), "rows");
-    assert_eq!(ours.nrows(), 17_965);
-
+    assert_eq!(ours.nrows(), expected.len(), "{what}: rows");
     // (relative error, row, column), the largest seen.
     let mut worst = (0.0f64, 0, 0);
-    for (row, expected) in reference.contributions.iter().enumerate() {
+    for (row, expected) in expected.iter().enumerate() {
         assert_eq!(expected.len(), ours.ncols(), "a value per feature and the bias");
         let scale: f64 = expected.iter().map(|v| f64::from(v.abs())).sum::<f64>().max(1.0);
         for (column, &want) in expected.iter().enumerate() {
@@ -44,7 +52,7 @@ fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
             }
             assert!(
                 error <= TOLERANCE,
-                "row {row}, column {column}: engine {}, XGBoost {want} (row's scale {scale})",
+                "{what}, row {row}, column {column}: engine {}, XGBoost {want} (row's scale {scale})",
                 ours[[row, column]]
             );
         }
@@ -52,16 +60,63 @@ fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
         let sum: f64 = ours.row(row).iter().map(|&v| f64::from(v)).sum();
         assert!(
             (sum - f64::from(margins[row])).abs() / scale <= TOLERANCE,
-            "row {row}: contributions add up to {sum}, the margin is {}",
+            "{what}, row {row}: contributions add up to {sum}, the margin is {}",
             margins[row]
         );
     }
     let (error, row, column) = worst;
     eprintln!(
-        "contributions: 17,965 rows x {} values within {TOLERANCE:e} of XGBoost's; largest difference \
+        "contributions, {what}: {} rows x {} values within {TOLERANCE:e} of XGBoost's; largest difference \
          {error:.2e} of the row's scale (row {row}, column {column}: engine {}, XGBoost {})",
+        ours.nrows(),
         ours.ncols(),
         ours[[row, column]],
-        reference.contributions[row][column]
+        expected[row][column]
     );
+}
+
+#[test]
+fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
+    let model = Model::load(common::shipped_bundle()).unwrap();
+    let reference = reference();
+    let csv = std::fs::read(common::ford_csv()).unwrap();
+    let batch = decode_csv(&csv, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
+    let features = model.preprocessor.transform(&batch).unwrap();
+    assert_eq!(features.nrows(), 17_965);
+    assert_matches("the Ford data set", &model, &features, &reference.contributions);
+}
+
+#[test]
+fn contributions_equal_xgboosts_pred_contribs_on_the_parity_cases() {
+    // The reference bundle, whose parity.json the Python side explained.
+    let dir = common::reference().join("ford");
+    let model = Model::load(&dir).unwrap();
+    let reference = reference().parity;
+    let parity: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("parity.json")).unwrap()).unwrap();
+    let inputs = parity["inputs"].as_object().unwrap();
+    // The explained cases alone, as one columnar body.
+    let body: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(name, values)| {
+            let values = values.as_array().unwrap();
+            let kept = reference.rows.iter().map(|&i| values[i].clone()).collect();
+            (name.clone(), serde_json::Value::Array(kept))
+        })
+        .collect();
+    let cases = inputs["model"].as_array().unwrap().len();
+    assert!(
+        reference.rows.len() * 100 >= cases * 95,
+        "XGBoost explained {} of {cases} cases",
+        reference.rows.len()
+    );
+    let body = serde_json::to_vec(&body).unwrap();
+    let batch = decode_json(&body, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
+    let features = model.preprocessor.transform(&batch).unwrap();
+    // Unknown and missing categories are among them: rows where a one-hot block is all unset.
+    let texts = parity["inputs"]["transmission"].as_array().unwrap();
+    assert!(
+        reference.rows.iter().any(|&i| texts[i].is_null()),
+        "a null category is explained"
+    );
+    assert_matches("the parity cases", &model, &features, &reference.contributions);
 }

@@ -114,9 +114,31 @@ def main():
         # makes one (NaN is missing).
         features = pipeline[:-1].transform(data.drop(columns="price"))
         contributions = pipeline[-1].get_booster().predict(DMatrix(features, missing=np.nan), pred_contribs=True)
+        parity = parity_contributions(pipeline, args.out)
         args.contributions.parent.mkdir(parents=True, exist_ok=True)
-        args.contributions.write_text(json.dumps({"contributions": contributions.astype(np.float32).tolist()}))
-        print(f"wrote {len(contributions)} rows of contributions to {args.contributions}")
+        args.contributions.write_text(json.dumps({"contributions": contributions.astype(np.float32).tolist(),
+                                                  "parity": parity}))
+        print(f"wrote {len(contributions)} rows of contributions and {len(parity['rows'])} parity cases' "
+              f"to {args.contributions}")
+
+
+def parity_contributions(pipeline, bundle):
+    """``pred_contribs`` for the bundle's parity cases (nulls, unknown and padded categories,
+    extremes) that the pipeline does not refuse, read from its parity.json as the engine reads them:
+    ``rows`` the cases' indices, ``contributions`` theirs. The few cases with a feature beyond
+    float32's range (infinite as the booster reads it) are left out: a DMatrix refuses them, so
+    XGBoost gives no reference for them."""
+    parity = json.loads((bundle / "parity.json").read_text())
+    spec = json.loads((bundle / "preprocess.json").read_text())
+    text = {column["name"] for column in spec["inputs"] if column["type"] == "string"}
+    cases = pd.DataFrame({name: pd.Series(values, dtype=object if name in text else np.float64)
+                          for name, values in parity["inputs"].items()})
+    kept = [i for i in range(len(cases)) if str(i) not in parity["refused"]]
+    features = np.asarray(pipeline[:-1].transform(cases.iloc[kept]), dtype=np.float32)
+    finite = ~np.isinf(features).any(axis=1)
+    kept, features = [i for i, ok in zip(kept, finite) if ok], features[finite]
+    contributions = pipeline[-1].get_booster().predict(DMatrix(features, missing=np.nan), pred_contribs=True)
+    return {"rows": kept, "contributions": contributions.astype(np.float32).tolist()}
 
 
 if __name__ == "__main__":
