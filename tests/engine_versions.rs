@@ -1,6 +1,7 @@
 //! The engine against models saved by XGBoost 1.6, 2.1 and 3.1, in JSON and UBJSON, for every
-//! supported objective: predictions and margins must equal libxgboost's bit for bit. The fixtures and
-//! their expected outputs come from `training/make_version_fixtures.py`.
+//! supported objective: predictions and margins must equal libxgboost's bit for bit, and the exact
+//! contributions (TreeSHAP) its `pred_contribs` within a stated tolerance. The fixtures and their
+//! expected outputs come from `training/make_version_fixtures.py`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,14 @@ struct Expected {
     rows: Vec<Vec<Option<f32>>>,
     predictions: Vec<f32>,
     margins: Vec<f32>,
+    /// Per row, one value per feature, then the bias.
+    contributions: Vec<Vec<f32>>,
 }
+
+/// A contribution may differ from libxgboost's by this share of its row's total absolute
+/// contribution: libxgboost sums each value in float32 over the trees and their path terms (a few
+/// hundred additions here, each rounding by up to 2^-24 of the running total), the engine in f64.
+const CONTRIBUTION_TOLERANCE: f64 = 1e-5;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgboost")
@@ -52,6 +60,8 @@ fn every_version_format_and_objective_matches_libxgboost() {
         cases.len()
     );
     let mut versions = std::collections::BTreeSet::new();
+    // Per version, the largest contribution difference: (share of the row's scale, where).
+    let mut worst = std::collections::BTreeMap::<String, (f64, String)>::new();
     for case in &cases {
         let expected: Expected = serde_json::from_slice(&std::fs::read(case).unwrap()).unwrap();
         versions.insert(expected.xgboost.clone());
@@ -62,6 +72,28 @@ fn every_version_format_and_objective_matches_libxgboost() {
             let forest = Forest::from_slice(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"));
             let margins = forest.predict_margin(features.view()).unwrap();
             let predictions = forest.predict(features.view()).unwrap();
+            let contributions = forest.contributions(features.view()).unwrap();
+            assert_eq!(contributions.nrows(), expected.contributions.len(), "{path}: rows");
+            for (row, want) in expected.contributions.iter().enumerate() {
+                assert_eq!(
+                    want.len(),
+                    contributions.ncols(),
+                    "{path}: a value per feature and the bias"
+                );
+                let scale = want.iter().map(|v| f64::from(v.abs())).sum::<f64>().max(1e-6);
+                for (column, &want) in want.iter().enumerate() {
+                    let got = contributions[[row, column]];
+                    let error = (f64::from(got) - f64::from(want)).abs() / scale;
+                    assert!(
+                        error <= CONTRIBUTION_TOLERANCE,
+                        "{path} row {row}, column {column}: contribution {got} != libxgboost's {want}"
+                    );
+                    let seen = worst.entry(expected.xgboost.clone()).or_default();
+                    if error > seen.0 {
+                        *seen = (error, format!("{path} row {row} column {column}: {got} vs {want}"));
+                    }
+                }
+            }
             for row in 0..expected.rows.len() {
                 assert_eq!(
                     margins[row].to_bits(),
@@ -85,6 +117,9 @@ fn every_version_format_and_objective_matches_libxgboost() {
         3,
         "fixtures from XGBoost 1.6, 2.1 and 3.x: {versions:?}"
     );
+    for (version, (error, at)) in &worst {
+        eprintln!("contributions, XGBoost {version}: largest difference {error:.2e} of the row's scale ({at})");
+    }
 }
 
 #[test]

@@ -5,9 +5,12 @@ Run it once per XGBoost version, each in its own environment (see fixture-requir
     python training/make_version_fixtures.py --out tests/fixtures/xgboost
 
 It writes ``<out>/<xgboost version>/<case>.json`` and ``.ubj`` (the same booster in both formats) and
-``<case>.expected.json``: the input rows (null = NaN) and the float32 predictions and margins libxgboost
-gives for them. Inputs include NaN, zeros and values exactly equal to split thresholds. It also writes
+``<case>.expected.json``: the input rows (null = NaN) and the float32 predictions, margins and exact
+contributions (``pred_contribs``: one per feature, then the bias) libxgboost gives for them. Inputs include NaN, zeros and values exactly equal to split thresholds. It also writes
 models the engine must refuse (dart, gblinear, multi-class, categorical splits), under ``refuse-*``.
+
+``--add-contributions`` adds the contributions to fixtures written before they were recorded,
+loading each saved model in the version that saved it and leaving the models as they are.
 """
 
 import argparse
@@ -134,11 +137,37 @@ def sigmoid_cap(out):
     (out / "sigmoid-cap.expected.json").write_text(json.dumps({"margin": margin, "prediction": prediction}))
 
 
+def contributions(booster, rows):
+    """libxgboost's exact path-dependent TreeSHAP values, float32, a row per probe row."""
+    kwargs = {}
+    best = booster.attr("best_iteration")
+    if best is not None:
+        kwargs["iteration_range"] = (0, int(best) + 1)
+    values = booster.predict(xgb.DMatrix(rows, missing=np.nan), pred_contribs=True, **kwargs)
+    return [[float(v) for v in row] for row in values.astype(np.float32)]
+
+
+def add_contributions(out):
+    for expected_path in sorted(out.glob("*.expected.json")):
+        expected = json.loads(expected_path.read_text())
+        if "rows" not in expected:
+            continue
+        booster = xgb.Booster(model_file=str(out / expected_path.name.replace(".expected.json", ".json")))
+        rows = np.array([[np.nan if v is None else v for v in row] for row in expected["rows"]], dtype=np.float64)
+        expected["contributions"] = contributions(booster, rows)
+        expected_path.write_text(json.dumps(expected))
+    print(f"added contributions to {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--add-contributions", action="store_true")
     args = parser.parse_args()
     out = args.out / xgb.__version__
+    if args.add_contributions:
+        add_contributions(out)
+        return
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2024)
     X, signal = training_data(rng)
@@ -156,6 +185,7 @@ def main():
             "rows": [[None if np.isnan(v) else float(v) for v in row] for row in probe],
             "predictions": [float(p) for p in predictions],
             "margins": [float(m) for m in margins],
+            "contributions": contributions(booster, probe),
         }))
     if VERSION >= (1, 6):
         try:
