@@ -197,6 +197,21 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// The page where a person asks why a price: `ui.html`, whole in the binary so it works offline. Its
+/// policy lets it load nothing from elsewhere and talk to this server alone.
+pub async fn ui() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        include_str!("ui.html"),
+    )
+}
+
 /// Prometheus metrics in the text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::GuardLayer::admin(state.clone()));
     let open = Router::new()
         .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .route("/ui", get(handlers::ui))
         .route("/healthz", get(handlers::healthz))
         .route("/livez", get(handlers::live))
         .route("/readyz", get(handlers::ready))
