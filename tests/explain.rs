@@ -293,3 +293,17 @@ async fn predict_explain_writes_what_explain_answers_as_json_and_csv() {
     let features = shipped().preprocessor.spec().feature_names.join(",");
     assert_eq!(header, format!("prediction,base_value,{features}"));
 }
+
+#[tokio::test]
+async fn the_readmes_curl_example_answers_what_the_readme_shows() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("$ curl -s localhost:3000/explain"));
+    let command = lines.next().expect("the README's /explain example");
+    let shown = lines.next().unwrap();
+    let body = command.split(" -d '").nth(1).unwrap().trim_end_matches('\'');
+    let answer = send(&state(), post("/explain", "application/json", body.to_owned())).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, shown, "the README shows /explain's real answer");
+}
