@@ -1,5 +1,6 @@
 //! Preprocess + predict with the shipped bundle for batches of 1, 100 and 10,000 rows, and libxgboost
-//! on the same rows in the same run (with `--features libxgboost`), one thread each; the whole
+//! on the same rows in the same run (with `--features libxgboost`), one thread each; the exact
+//! contributions (TreeSHAP) of the same rows against libxgboost's `pred_contribs`; the whole
 //! request path of `/predict` (decode, predict, encode), alone and through the router; and the
 //! stream bridge's work on a batch of Debezium events, without Kafka.
 //!
@@ -47,12 +48,16 @@ fn cars(model: &Model, rows: usize) -> Batch {
     Batch::new(rows, columns)
 }
 
+/// The bundle's booster loaded by libxgboost itself.
+#[cfg(feature = "libxgboost")]
+fn libxgboost(model: &Model) -> xgserve::engine::libxgboost::LibXgboost {
+    xgserve::engine::libxgboost::LibXgboost::from_slice(&std::fs::read(model.dir.join("model.json")).unwrap()).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let model = model();
     #[cfg(feature = "libxgboost")]
-    let reference =
-        xgserve::engine::libxgboost::LibXgboost::from_slice(&std::fs::read(model.dir.join("model.json")).unwrap())
-            .unwrap();
+    let reference = libxgboost(&model);
 
     let mut group = c.benchmark_group("preprocess+predict");
     for rows in BATCHES {
@@ -152,6 +157,18 @@ fn bench_router(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    group.bench_function("POST /explain 2 rows", |b| {
+        b.iter(|| {
+            let request = axum::http::Request::post("/explain")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(example.clone()))
+                .unwrap();
+            let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
+            runtime
+                .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+                .unwrap()
+        })
+    });
     group.finish();
 }
 
@@ -204,10 +221,32 @@ fn bench_bridge(c: &mut Criterion) {
     group.finish();
 }
 
+/// TreeSHAP on the features (the engine's, and libxgboost's `pred_contribs` with `--features
+/// libxgboost`), one thread each; few samples, since libxgboost takes about a millisecond a row.
+fn bench_contributions(c: &mut Criterion) {
+    let model = model();
+    #[cfg(feature = "libxgboost")]
+    let reference = libxgboost(&model);
+    let mut group = c.benchmark_group("contributions");
+    group.sample_size(10);
+    for rows in BATCHES {
+        let features = model.preprocessor.transform(&cars(&model, rows)).unwrap();
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("xgserve", rows), &features, |b, f| {
+            b.iter(|| model.forest.contributions(black_box(f.view())).unwrap())
+        });
+        #[cfg(feature = "libxgboost")]
+        group.bench_with_input(BenchmarkId::new("libxgboost", rows), &features, |b, f| {
+            b.iter(|| reference.contributions(black_box(f.view())).unwrap())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench, bench_request, bench_router, bench_bridge
+    targets = bench, bench_contributions, bench_request, bench_router, bench_bridge
 }
 
 /// libxgboost predicts with OpenMP, which reads `OMP_NUM_THREADS` when the library loads, before any

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test of the release server on loopback, one report per run:
-#   2-row and 100-row POST /predict at 1 and 16 connections (req/s, p50, p99), the trivial-route
+#   2-row and 100-row POST /predict at 1 and 16 connections (req/s, p50, p99), the 2-row POST /explain
+#   (the same cars with their contributions) at 16 connections, the trivial-route
 #   ceiling (GET /livez) of the same server, peak RSS under load, and time from start to ready.
 #   The 16-connection runs are made twice: with two wrk threads and with one. On two cores the
 #   generator competes with the server for the CPU; one generator thread leaves the server more of it.
@@ -41,12 +42,12 @@ done
 ready_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
 
-run() { # name connections threads [body]
-  local name=$1 connections=$2 threads=$3 body=${4:-}
+run() { # name connections threads [body [path, default /predict]]
+  local name=$1 connections=$2 threads=$3 body=${4:-} path=${5:-/predict}
   local out
   if [[ -n $body ]]; then
     out=$(BODY_FILE="$work/$body" wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency \
-      -s benches/load/post.lua "http://127.0.0.1:$port/predict")
+      -s benches/load/post.lua "http://127.0.0.1:$port$path")
   else
     out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port/livez")
   fi
@@ -67,6 +68,7 @@ run "POST /predict 2 rows" 1 1 rows2.json
 for threads in 2 1; do run "POST /predict 2 rows" 16 "$threads" rows2.json; done
 run "POST /predict 100 rows" 1 1 rows100.json
 for threads in 2 1; do run "POST /predict 100 rows" 16 "$threads" rows100.json; done
+for threads in 2 1; do run "POST /explain 2 rows" 16 "$threads" rows2.json /explain; done
 # The ceiling is the faster of the two /livez runs: with one wrk thread, /livez measures wrk.
 ceiling=$(awk -v a="${rps_of["GET /livez (ceiling) 16 2"]}" -v b="${rps_of["GET /livez (ceiling) 16 1"]}" \
   'BEGIN {print (a > b ? a : b)}')
