@@ -14,6 +14,7 @@ use axum::Json;
 
 use super::{handlers, v2, AppState, ErrorBody, V2Error};
 use crate::bundle::Model;
+use crate::core;
 use crate::input;
 use crate::preprocess::{ColumnKind, InputSpec, StepSpec};
 
@@ -248,7 +249,8 @@ fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
                 .description(Some("Echoed in the response")),
         )
         .property("inputs", inputs)
-        .required("inputs");
+        .required("inputs")
+        .property("outputs", requested_outputs(model));
     RequestBodyBuilder::new()
         .description(Some("The cars to price, one tensor per column"))
         .required(Some(Required::True))
@@ -260,6 +262,23 @@ fn infer_body(model: &Model) -> utoipa::openapi::request_body::RequestBody {
                 .build(),
         )
         .build()
+}
+
+/// The outputs a v2 request may name, in the order it wants them answered: `predict`, and
+/// `contributions` when the model can explain.
+fn requested_outputs(model: &Model) -> ArrayBuilder {
+    let names = core::output_tensors(model).into_iter().map(|(name, _)| name);
+    let output = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "name",
+            ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names)),
+        )
+        .required("name");
+    ArrayBuilder::new().items(RefOr::T(output.into())).description(Some(
+        "The outputs to answer, in this order; without it, `predict` alone. `contributions`: per row \
+         each input column's contribution, then the base value",
+    ))
 }
 
 /// The bundle's example as a v2 inference request, when it is columnar.
