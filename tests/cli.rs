@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::process::Command;
+use common::process::xgserve;
 
-fn xgserve(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xgserve"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::process::Command;
 
 #[test]
 fn predict_prints_bentos_answer_and_writes_files() {

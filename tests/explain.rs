@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::http::StatusCode;
 use common::http::{post, send, state, EXAMPLE, EXAMPLE_RESPONSE};
+use common::process::xgserve;
 use serde_json::Value;
 use xgserve::bundle::Model;
 use xgserve::input::{decode_json, Limits};
@@ -222,19 +221,6 @@ async fn v2_answers_contributions_when_asked_in_the_order_asked() {
         .json();
     assert_eq!(metadata["outputs"][1]["name"], "contributions");
     assert_eq!(metadata["outputs"][1]["shape"], serde_json::json!([-1, inputs + 1]));
-}
-
-fn xgserve(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xgserve"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -20,29 +20,7 @@ async fn try_it_out_on_predict_shows_the_two_prices() {
     std::fs::create_dir_all(&out).unwrap();
     let screenshot = out.join("predict.png");
     let _ = std::fs::remove_file(&screenshot);
-    let script = common::repo().join("tests/browser/swagger.mjs");
-    let (page, shot) = (base.clone(), screenshot.clone());
-    // The script's scratch space: Chromium's profile goes here, and must be gone afterwards.
-    let tmp = tempfile::tempdir().unwrap();
-    let tmp_path = tmp.path().to_owned();
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .arg(&page)
-            .arg(&shot)
-            .env("TMPDIR", &tmp_path)
-            .output()
-            .expect("node (and `npm ci --prefix tests/browser`, which tests/run does)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "the browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let shown = common::browser::run("swagger.mjs", vec![base.into(), screenshot.clone().into()]).await;
     assert_eq!(shown["status"], "200", "{shown}");
     let body: serde_json::Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
     let expected: serde_json::Value = serde_json::from_str(common::http::EXAMPLE_RESPONSE).unwrap();
@@ -52,9 +30,4 @@ async fn try_it_out_on_predict_shows_the_two_prices() {
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a screenshot was taken"
     );
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "the browser's profile was left behind: {left:?}");
 }

@@ -32,30 +32,7 @@ async fn the_page_draws_a_waterfall_that_adds_up_to_the_price_and_shows_errors_b
         "model,year,transmission,mileage,fuelType,tax,mpg,engineSize\nC-MAX,2014,Semi-Auto,40000,Diesel,160,50.4,2.0\nEcoSport,2019,Automatic,1400,Petrol,150,44.1,1.0\n",
     )
     .unwrap();
-    let script = common::repo().join("tests/browser/ui.mjs");
-    // The script's scratch space: Chromium's profile goes here, and must be gone afterwards.
-    let profile = tmp.path().join("profile");
-    std::fs::create_dir(&profile).unwrap();
-    let (page, shot, profile_path) = (base.clone(), screenshot.clone(), profile.clone());
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .arg(&page)
-            .arg(&shot)
-            .arg(&csv)
-            .env("TMPDIR", &profile_path)
-            .output()
-            .expect("node (and `npm ci --prefix tests/browser`, which tests/run does)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "the browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let shown = common::browser::run("ui.mjs", vec![base.into(), screenshot.clone().into(), csv.into()]).await;
     let expected: Vec<f64> = serde_json::from_str(common::http::EXAMPLE_RESPONSE).unwrap();
 
     let price = shown["price"].as_f64().unwrap();
@@ -89,9 +66,4 @@ async fn the_page_draws_a_waterfall_that_adds_up_to_the_price_and_shows_errors_b
         std::fs::metadata(&screenshot).unwrap().len() > 10_000,
         "a screenshot was taken"
     );
-    let left: Vec<_> = std::fs::read_dir(&profile)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "the browser's profile was left behind: {left:?}");
 }

@@ -43,6 +43,7 @@ pub fn shipped_bundle_copy() -> tempfile::TempDir {
     dir
 }
 
+pub mod browser;
 pub mod http;
 pub mod logs;
 pub mod process;

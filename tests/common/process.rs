@@ -187,3 +187,17 @@ pub fn venv_bin(program: &str) -> PathBuf {
     let venv = std::env::var_os("XGSERVE_VENV").map_or_else(|| repo.join(".venv"), PathBuf::from);
     venv.join("bin").join(program)
 }
+
+/// Runs the xgserve binary in the repository to its end: (success, stdout, stderr).
+pub fn xgserve(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xgserve"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
