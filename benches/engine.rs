@@ -221,8 +221,9 @@ fn bench_bridge(c: &mut Criterion) {
     group.finish();
 }
 
-/// TreeSHAP on the features (the engine's, and libxgboost's `pred_contribs` with `--features
-/// libxgboost`), one thread each; few samples, since libxgboost takes about a millisecond a row.
+/// TreeSHAP on the features (the engine's tables, its reference walk, and libxgboost's
+/// `pred_contribs` with `--features libxgboost`), one thread each; few samples, since the walk and
+/// libxgboost take about 0.3 ms a row.
 fn bench_contributions(c: &mut Criterion) {
     let model = model();
     #[cfg(feature = "libxgboost")]
@@ -234,6 +235,10 @@ fn bench_contributions(c: &mut Criterion) {
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::new("xgserve", rows), &features, |b, f| {
             b.iter(|| model.forest.contributions(black_box(f.view())).unwrap())
+        });
+        // The reference walk the tables replaced: XGBoost's algorithm, in the engine.
+        group.bench_with_input(BenchmarkId::new("xgserve-walk", rows), &features, |b, f| {
+            b.iter(|| model.forest.reference_contributions(black_box(f.view())).unwrap())
         });
         #[cfg(feature = "libxgboost")]
         group.bench_with_input(BenchmarkId::new("libxgboost", rows), &features, |b, f| {

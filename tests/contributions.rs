@@ -1,7 +1,8 @@
 //! The engine's exact per-feature contributions (TreeSHAP) against XGBoost's own `pred_contribs`,
 //! which the Python reference computes (`training/train.py --contributions`, run by `tests/run`) for
 //! every row of the Ford data set and for the bundle's parity cases (nulls, unknown and padded
-//! categories, extreme numbers), on the same features.
+//! categories, extreme numbers), on the same features; and the engine's two implementations (the
+//! per-leaf tables that serve requests and the reference walk) against each other on those rows.
 
 mod common;
 
@@ -28,6 +29,12 @@ struct ParityReference {
     rows: Vec<usize>,
     contributions: Vec<Vec<f32>>,
 }
+
+/// The tables may differ from the reference walk by this share of the row's total absolute
+/// contribution: each table value is the walk's f64 sum rounded once to float32 (2^-24, 6e-8, of
+/// itself); both add in f64, and a row's values are a few thousand of them, each far smaller than
+/// the row's total.
+const TABLE_TOLERANCE: f64 = 1e-6;
 
 fn reference() -> Reference {
     let path = common::reference().join("ford/ford_contributions.json");
@@ -75,15 +82,71 @@ fn assert_matches(what: &str, model: &Model, features: &Array2<f32>, expected: &
     );
 }
 
-#[test]
-fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
-    let model = Model::load(common::shipped_bundle()).unwrap();
-    let reference = reference();
+/// Asserts the tables' values within [`TABLE_TOLERANCE`] of the reference walk's on `features`;
+/// prints the largest difference seen, labelled `what`.
+fn assert_tables_match_the_walk(what: &str, model: &Model, features: &Array2<f32>) {
+    let tables = model.forest.contributions(features.view()).unwrap();
+    let walk = model.forest.reference_contributions(features.view()).unwrap();
+    let mut worst = 0.0f64;
+    for (row, (tables, walk)) in tables.rows().into_iter().zip(walk.rows()).enumerate() {
+        let scale: f64 = walk.iter().map(|v| f64::from(v.abs())).sum::<f64>().max(1.0);
+        for (column, (&ours, &want)) in tables.iter().zip(walk.iter()).enumerate() {
+            let error = (f64::from(ours) - f64::from(want)).abs() / scale;
+            worst = worst.max(error);
+            assert!(
+                error <= TABLE_TOLERANCE,
+                "{what}, row {row}, column {column}: tables {ours}, walk {want} (row's scale {scale})"
+            );
+        }
+    }
+    eprintln!(
+        "tables against the walk, {what}: {} rows, largest difference {worst:.2e} of the row's scale",
+        tables.nrows()
+    );
+}
+
+fn ford_features(model: &Model) -> Array2<f32> {
     let csv = std::fs::read(common::ford_csv()).unwrap();
     let batch = decode_csv(&csv, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
     let features = model.preprocessor.transform(&batch).unwrap();
     assert_eq!(features.nrows(), 17_965);
-    assert_matches("the Ford data set", &model, &features, &reference.contributions);
+    features
+}
+
+#[test]
+fn contributions_equal_xgboosts_pred_contribs_on_every_row_of_the_data_set() {
+    let model = Model::load(common::shipped_bundle()).unwrap();
+    let reference = reference();
+    assert_matches(
+        "the Ford data set",
+        &model,
+        &ford_features(&model),
+        &reference.contributions,
+    );
+}
+
+#[test]
+fn the_tables_equal_the_reference_walk_on_every_row_and_parity_case() {
+    let model = Model::load(common::shipped_bundle()).unwrap();
+    assert_tables_match_the_walk("the Ford data set", &model, &ford_features(&model));
+    // Every parity case, the refused ones' neighbours included: nulls, unknown categories, extremes.
+    let parity: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.dir.join("parity.json")).unwrap()).unwrap();
+    let body = serde_json::to_vec(&parity["inputs"]).unwrap();
+    let batch = decode_json(&body, model.preprocessor.inputs(), Limits { max_rows: usize::MAX }).unwrap();
+    let rows: Vec<Array2<f32>> = (0..batch.rows())
+        .filter_map(|r| {
+            model
+                .preprocessor
+                .transform(&xgserve::bundle::single_row(&batch, r))
+                .ok()
+        })
+        .collect();
+    assert!(rows.len() > 250, "{} parity cases are scored", rows.len());
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    let features = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+    assert!(features.iter().any(|x| x.is_nan()), "missing values are among them");
+    assert_tables_match_the_walk("the parity cases", &model, &features);
 }
 
 #[test]

@@ -275,6 +275,7 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         default_left,
         covers,
         means: None,
+        tables: None,
         trees,
         num_features,
         base_margin,
@@ -287,6 +288,9 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         },
     };
     forest.means = forest.node_means();
+    if forest.means.is_some() {
+        forest.tables = Some(super::shap::Tables::build(&forest, super::shap::BUDGET));
+    }
     Ok(forest)
 }
 

@@ -89,11 +89,14 @@ pub struct Forest {
     /// because rows without missing values never read it.
     default_left: Vec<bool>,
     /// Each node's cover (its training rows' hessian sum), at its index in `nodes`; NaN where the
-    /// model does not say. Read only by [`Forest::contributions`].
+    /// model does not say. Read only to explain predictions.
     covers: Vec<f32>,
     /// Each node's cover-weighted mean leaf, by slot: a tree's share of the bias. `None` when the
     /// model has no covers.
     means: Option<Vec<f64>>,
+    /// Each leaf's contributions for every way a row's path can agree with its own, built at load
+    /// when the model has covers: what [`Forest::contributions`] reads.
+    tables: Option<shap::Tables>,
     /// The trees in XGBoost's summation order.
     trees: Vec<TreeRef>,
     num_features: usize,

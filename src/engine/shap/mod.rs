@@ -2,13 +2,17 @@
 //! them. Per row, one value per model feature and then the bias (the base margin plus each tree's
 //! cover-weighted mean leaf); the bias plus the features' values is the row's margin.
 //!
-//! The algorithm is Lundberg, Erion and Lee's (2018, "Consistent individualized feature attribution
-//! for tree ensembles", Algorithm 2), laid out as XGBoost lays it out (`RegTree::TreeShap`): one
-//! slab of path elements, each level's path a copy of its parent's. Sums are kept in f64 (XGBoost
-//! keeps f32), so the two agree to float32 rounding, not bit for bit. This is the reference walk:
-//! one row, one tree, one path at a time.
+//! Two implementations of the same sums: the reference walk (`walk.rs`, XGBoost's algorithm) and
+//! per-leaf tables built at load (`tables.rs`), which serve requests; tests hold the two together.
+//! Sums are kept in f64 (XGBoost keeps f32), so both agree with XGBoost to float32 rounding, not
+//! bit for bit.
+
+mod tables;
+mod walk;
 
 use ndarray::{Array2, ArrayView2};
+
+pub(crate) use tables::{Tables, BUDGET};
 
 use super::{Forest, WidthError};
 
@@ -35,11 +39,39 @@ struct PathElement {
 impl Forest {
     /// Whether [`Self::contributions`] can attribute this model's predictions: it records its covers.
     pub fn can_explain(&self) -> bool {
-        self.means.is_some()
+        self.tables.is_some()
     }
 
     /// Each row's contributions: `num_features + 1` columns, the last the bias.
     pub fn contributions(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>, ContributionError> {
+        let tables = self.tables.as_ref().ok_or(ContributionError::NoCovers)?;
+        let mut masks = vec![0u32; tables.nodes];
+        let mut lanes = vec![0.0f64; tables::LANES * (self.num_features + 1)];
+        self.each_row(features, |row, phi, slab| {
+            tables.add(row, phi, &mut masks, &mut lanes);
+            for &tree in &tables.walked {
+                self.walk_tree(tree, row, phi, slab);
+            }
+        })
+    }
+
+    /// The same contributions as [`Self::contributions`] by the reference walk alone, every tree
+    /// walked path by path as XGBoost walks it: what tests and benches compare the tables with.
+    pub fn reference_contributions(&self, features: ArrayView2<'_, f32>) -> Result<Array2<f32>, ContributionError> {
+        self.each_row(features, |row, phi, slab| {
+            for tree in 0..self.trees.len() {
+                self.walk_tree(tree, row, phi, slab);
+            }
+        })
+    }
+
+    /// Runs `trees` for each row with the row's `phi` (features, then the bias) holding the bias,
+    /// and a slab for the walk; returns the rows' sums.
+    fn each_row(
+        &self,
+        features: ArrayView2<'_, f32>,
+        mut trees: impl FnMut(&[f32], &mut [f64], &mut [PathElement]),
+    ) -> Result<Array2<f32>, ContributionError> {
         if features.ncols() != self.num_features {
             return Err(WidthError {
                 expected: self.num_features,
@@ -48,6 +80,9 @@ impl Forest {
             .into());
         }
         let means = self.means.as_deref().ok_or(ContributionError::NoCovers)?;
+        let bias = self.trees.iter().fold(f64::from(self.base_margin), |bias, tree| {
+            bias + means[tree.root as usize]
+        });
         let deepest = self.trees.iter().map(|t| t.depth as usize).max().unwrap_or(0) + 2;
         let mut slab = vec![PathElement::default(); deepest * (deepest + 1) / 2 + deepest];
         let width = self.num_features;
@@ -57,12 +92,8 @@ impl Forest {
         let rows = rows.as_slice().expect("a standard layout is contiguous");
         for (row, mut contributions) in rows.chunks_exact(width).zip(out.rows_mut()) {
             phi.fill(0.0);
-            phi[width] = f64::from(self.base_margin);
-            for tree in &self.trees {
-                let root = tree.root as usize;
-                phi[width] += means[root];
-                self.tree_shap(row, &mut phi, root, &mut slab, 0, 0, 1.0, 1.0, -1);
-            }
+            phi[width] = bias;
+            trees(row, &mut phi, &mut slab);
             for (slot, value) in contributions.iter_mut().zip(&phi) {
                 *slot = *value as f32;
             }
@@ -96,86 +127,6 @@ impl Forest {
         };
         means[slot] = mean;
         Ok(mean)
-    }
-
-    /// Adds to `phi` what the subtree at `slot` gives each feature, for the path that led here:
-    /// its parent's path sits at `parent` in the slab, `depth + 1` elements long.
-    #[allow(clippy::too_many_arguments)]
-    fn tree_shap(
-        &self,
-        row: &[f32],
-        phi: &mut [f64],
-        slot: usize,
-        slab: &mut [PathElement],
-        parent: usize,
-        mut depth: usize,
-        zero: f64,
-        one: f64,
-        feature: i64,
-    ) {
-        let start = parent + depth + 1;
-        slab.copy_within(parent..parent + depth + 1, start);
-        extend(&mut slab[start..], depth, zero, one, feature);
-        let node = self.nodes[slot];
-        if node.is_leaf() {
-            let value = f64::from(self.leaf_values[slot]);
-            let path = &slab[start..];
-            for i in 1..=depth {
-                let w = unwound_sum(path, depth, i);
-                phi[path[i].feature as usize] += w * (path[i].one - path[i].zero) * value;
-            }
-            return;
-        }
-        let x = row[node.feature as usize];
-        let (left, right) = (node.left as usize, node.left as usize + 1);
-        let hot = if x.is_nan() {
-            if self.default_left[slot] {
-                left
-            } else {
-                right
-            }
-        } else if x < node.threshold {
-            left
-        } else {
-            right
-        };
-        let cold = if hot == left { right } else { left };
-        let cover = f64::from(self.covers[slot]);
-        let (hot_zero, cold_zero) = (
-            f64::from(self.covers[hot]) / cover,
-            f64::from(self.covers[cold]) / cover,
-        );
-        // A feature split on again higher up is taken off the path and put back here.
-        let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
-        let split = i64::from(node.feature);
-        if let Some(k) = (0..=depth).find(|&k| slab[start + k].feature == split) {
-            incoming_zero = slab[start + k].zero;
-            incoming_one = slab[start + k].one;
-            unwind(&mut slab[start..], depth, k);
-            depth -= 1;
-        }
-        self.tree_shap(
-            row,
-            phi,
-            hot,
-            slab,
-            start,
-            depth + 1,
-            hot_zero * incoming_zero,
-            incoming_one,
-            split,
-        );
-        self.tree_shap(
-            row,
-            phi,
-            cold,
-            slab,
-            start,
-            depth + 1,
-            cold_zero * incoming_zero,
-            0.0,
-            split,
-        );
     }
 }
 
@@ -265,6 +216,64 @@ mod tests {
             assert_eq!(phi[[row, 1]], 0.0, "feature 1 is never split on");
             assert!((phi[[row, 2]] - 1.3).abs() < 1e-6);
             assert!((phi.row(row).sum() - margins[row]).abs() < 1e-6);
+        }
+    }
+
+    /// The shipped model: 100 trees with features split on twice along a path and pairs of leaves.
+    fn shipped() -> Forest {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ford_used_car_price/model.json");
+        Forest::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// Rows that go both ways at the forest's splits: each feature sits on one of its thresholds
+    /// or just below it, or is missing, picked by a fixed pseudo-random sequence.
+    fn rows_around_the_splits(forest: &Forest, rows: usize) -> Array2<f32> {
+        let mut thresholds = vec![Vec::new(); forest.num_features()];
+        for (feature, threshold) in forest.splits() {
+            thresholds[feature].push(threshold);
+        }
+        let mut state = 0x2545_f491_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        Array2::from_shape_fn((rows, forest.num_features()), |(_, feature)| {
+            let pick = next();
+            match &thresholds[feature] {
+                _ if pick % 10 == 0 => f32::NAN,
+                t if t.is_empty() => 0.0,
+                t => t[pick / 10 % t.len()] - if pick % 3 == 0 { 1e-3 * (1.0 + t[0].abs()) } else { 0.0 },
+            }
+        })
+    }
+
+    #[test]
+    fn trees_past_the_budget_are_walked_and_the_sums_stay_the_same() {
+        let mut forest = shipped();
+        let all = Tables::build(&forest, BUDGET);
+        assert!(all.walked.is_empty(), "every tree of the shipped model is tabulated");
+        let half = Tables::build(&forest, all.size() / 2);
+        assert!(
+            !half.walked.is_empty() && half.walked.len() < forest.trees.len(),
+            "{} of {} trees walked",
+            half.walked.len(),
+            forest.trees.len()
+        );
+        forest.tables = Some(half);
+        let rows = rows_around_the_splits(&forest, 500);
+        let mixed = forest.contributions(rows.view()).unwrap();
+        let walk = forest.reference_contributions(rows.view()).unwrap();
+        for (row, (mixed, walk)) in mixed.rows().into_iter().zip(walk.rows()).enumerate() {
+            let scale: f32 = walk.iter().map(|v| v.abs()).sum::<f32>().max(1.0);
+            for (column, (a, b)) in mixed.iter().zip(walk.iter()).enumerate() {
+                // Table values are rounded to float32 once each (tests/contributions.rs says why).
+                assert!(
+                    (a - b).abs() <= 1e-6 * scale,
+                    "row {row}, column {column}: {a} against {b}"
+                );
+            }
         }
     }
 
