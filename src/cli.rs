@@ -149,12 +149,28 @@ pub struct PredictArgs {
     /// The bundle folder.
     #[arg(long, env = "XGSERVE_MODEL_DIR", default_value = DEFAULT_MODEL_DIR)]
     pub model: PathBuf,
-    /// Cars to score: `.csv` with a header row, or `.json` (columnar or a list of records).
+    /// Cars to score: `.csv` with a header row (read a chunk at a time, so of any size), or
+    /// `.json` (columnar or a list of records, read whole).
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the predictions; standard output when absent.
+    /// Where to write the predictions, in the format its extension says (`.csv`, else a JSON
+    /// array); standard output (JSON) when absent.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Threads that score a CSV input's chunks; 0 means one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar (there is none anyway when standard error is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write each CSV row that cannot be scored here (its row, the reason, its fields) and go on;
+    /// without it the first such row stops the run with a non-zero exit.
+    #[arg(long, conflicts_with_all = ["features", "explain"])]
+    pub rejects: Option<PathBuf>,
+    /// Write each CSV row's fields (every column of the input) before its prediction; needs a
+    /// `.csv` output.
+    #[arg(long, conflicts_with_all = ["features", "explain"])]
+    pub keep_columns: bool,
     /// Write the preprocessed feature matrix (one list per row) instead of predictions, to compare
     /// with the Python ColumnTransformer's output.
     #[arg(long, conflicts_with = "explain")]

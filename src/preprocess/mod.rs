@@ -113,6 +113,19 @@ impl InputError {
         }
     }
 
+    /// The same error said of row `row`: a row scored on its own is row 0 of its batch, and this
+    /// puts back where it stands in the file.
+    pub fn at_row(self, row: usize) -> Self {
+        let (Some(column), Some(old)) = (&self.column, self.row) else {
+            return self;
+        };
+        let prefix = format!("column {column:?}, row {old}: ");
+        match self.message.strip_prefix(&prefix) {
+            Some(what) => Self::at(self.kind, column, Some(row), what),
+            None => self,
+        }
+    }
+
     pub fn at(kind: InputErrorKind, column: &str, row: Option<usize>, what: impl std::fmt::Display) -> Self {
         let message = match row {
             Some(row) => format!("column {column:?}, row {row}: {what}"),
