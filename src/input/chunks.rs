@@ -8,14 +8,20 @@ use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::Schema;
 
-use super::csv::CsvChunks;
-use super::parquet::ParquetChunks;
+use super::csv::{CsvChunks, CsvDecoder};
+use super::parquet::{ParquetChunks, ParquetDecoder};
 use crate::preprocess::{Batch, InputError};
 
-/// Rows of a file, in file order.
+/// A chunk as read, before it is decoded.
+pub enum Raw {
+    /// Whole CSV records.
+    Csv(Vec<u8>),
+    Arrow(RecordBatch),
+}
+
+/// Rows of a file, in file order, decoded. Rows are counted from the chunk's first: only the
+/// writer, which sees every chunk in order, knows where they stand in the file.
 pub struct Chunk {
-    /// The file row (counted from 0, after a CSV's header) of the first row.
-    pub first_row: usize,
     pub rows: Rows,
     /// The rows that decoded, as one batch (`None` when none did), and the index in `rows` of each
     /// of its rows.
@@ -23,21 +29,20 @@ pub struct Chunk {
     pub decoded: Vec<usize>,
     /// The rows that did not decode, by index in `rows`, with why.
     pub refused: Vec<(usize, InputError)>,
-    /// How far into the file the chunk ends, in the units of [`Chunks::size`].
-    pub progress: u64,
 }
 
 /// A chunk's rows as the file held them.
 pub enum Rows {
-    /// CSV records; an empty one where a line could not be read as a record.
-    Csv(Vec<::csv::StringRecord>),
+    /// How many CSV records, and the records themselves when the output or a rejects file needs
+    /// their fields (an empty one where a line could not be read as a record).
+    Csv(usize, Vec<::csv::StringRecord>),
     Arrow(RecordBatch),
 }
 
 impl Rows {
     pub fn len(&self) -> usize {
         match self {
-            Rows::Csv(records) => records.len(),
+            Rows::Csv(count, _) => *count,
             Rows::Arrow(batch) => batch.num_rows(),
         }
     }
@@ -49,7 +54,9 @@ impl Rows {
     /// Row `i`'s fields as text (a Parquet value as Arrow displays it, a null as nothing).
     pub fn fields(&self, i: usize) -> Vec<String> {
         match self {
-            Rows::Csv(records) => records[i].iter().map(str::to_owned).collect(),
+            Rows::Csv(_, records) => records
+                .get(i)
+                .map_or_else(Vec::new, |r| r.iter().map(str::to_owned).collect()),
             Rows::Arrow(batch) => {
                 let options = FormatOptions::default();
                 batch
@@ -72,26 +79,53 @@ pub enum Chunks<R> {
     Parquet(ParquetChunks),
 }
 
+/// Decodes the chunks of one file; shared by the scoring threads.
+pub enum Decoder {
+    Csv(CsvDecoder),
+    Parquet(ParquetDecoder),
+}
+
+impl Decoder {
+    pub fn decode(&self, raw: Raw) -> Chunk {
+        match (self, raw) {
+            (Decoder::Csv(csv), Raw::Csv(bytes)) => csv.decode(&bytes),
+            (Decoder::Parquet(parquet), Raw::Arrow(batch)) => parquet.decode(batch),
+            _ => unreachable!("a file's chunks are of its own kind"),
+        }
+    }
+}
+
 impl<R: std::io::Read> Chunks<R> {
-    /// The next chunk, `None` at the end; an error only when the file cannot be read on (not for
-    /// a row that cannot be decoded).
-    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, InputError> {
+    /// The next chunk as read and how far into the file it ends (in the units of [`Self::size`]);
+    /// `None` at the end. An error only when the file cannot be read on.
+    pub fn next_raw(&mut self) -> Result<Option<(Raw, u64)>, InputError> {
+        Ok(match self {
+            Chunks::Csv(csv, _) => csv.next_raw()?.map(|(bytes, at)| (Raw::Csv(bytes), at)),
+            Chunks::Parquet(parquet) => parquet.next_raw()?.map(|(batch, at)| (Raw::Arrow(batch), at)),
+        })
+    }
+
+    /// What decodes the chunks; `records` says whether CSV chunks keep their records.
+    pub fn decoder(&self, records: bool) -> Decoder {
         match self {
-            Chunks::Csv(csv, _) => csv.next_chunk(),
-            Chunks::Parquet(parquet) => parquet.next_chunk(),
+            Chunks::Csv(csv, _) => {
+                let mut decoder = csv.decoder().clone();
+                decoder.keep_records = records;
+                Decoder::Csv(decoder)
+            }
+            Chunks::Parquet(parquet) => Decoder::Parquet(parquet.decoder().clone()),
         }
     }
 
     /// The file's column names, in its order.
     pub fn names(&self) -> Vec<String> {
         match self {
-            Chunks::Csv(csv, _) => csv.header().iter().map(str::to_owned).collect(),
+            Chunks::Csv(csv, _) => csv.decoder().header().iter().map(str::to_owned).collect(),
             Chunks::Parquet(parquet) => parquet.schema().fields().iter().map(|f| f.name().clone()).collect(),
         }
     }
 
-    /// How far a whole read goes, in the units of [`Chunk::progress`]: bytes of a CSV file, rows of
-    /// a Parquet one.
+    /// How far a whole read goes: bytes of a CSV file, rows of a Parquet one.
     pub fn size(&self) -> u64 {
         match self {
             Chunks::Csv(_, bytes) => *bytes,

@@ -1,5 +1,7 @@
 //! `text/csv` bodies: a header row naming the columns, then one car per line.
 
+use std::io::Read;
+
 use super::chunks::{Chunk, Rows};
 use super::{type_error, Builder, Limits};
 use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
@@ -67,28 +69,58 @@ fn number(field: &str, column: &str, row: usize) -> Result<f64, InputError> {
     }
 }
 
-/// A CSV file decoded a chunk of rows at a time, so that a file of any size is scored in bounded
-/// memory; each chunk keeps its records as read, to be written beside their predictions or to a
-/// rejects file.
+/// A CSV file read a chunk at a time, so that a file of any size is scored in bounded memory. The
+/// reader only cuts the bytes at record boundaries (a newline outside quotes); decoding, the costly
+/// part, is [`CsvDecoder::decode`]'s, on the scoring threads.
 pub struct CsvChunks<R> {
-    reader: ::csv::Reader<R>,
+    source: R,
+    decoder: CsvDecoder,
+    chunk_bytes: usize,
+    /// Bytes read past the last boundary handed out.
+    carry: Vec<u8>,
+    /// Bytes handed out so far, the header included.
+    consumed: u64,
+    at_end: bool,
+}
+
+/// What decoding a chunk needs: the inputs, the header, and which input each field fills.
+#[derive(Debug, Clone)]
+pub struct CsvDecoder {
+    /// Whether chunks keep their records (for `--keep-columns` and rejects files).
+    pub keep_records: bool,
     inputs: Vec<InputSpec>,
-    /// For each CSV field, the input it fills.
-    targets: Vec<Option<usize>>,
     header: ::csv::StringRecord,
-    rows_per_chunk: usize,
-    next_row: usize,
+    targets: Vec<Option<usize>>,
 }
 
 impl<R: std::io::Read> CsvChunks<R> {
     /// Reads the header: every input must be there, once. Extra columns are carried along.
-    pub fn new(source: R, inputs: &[InputSpec], rows_per_chunk: usize) -> Result<Self, InputError> {
+    pub fn new(source: R, inputs: &[InputSpec], chunk_bytes: usize) -> Result<Self, InputError> {
+        let mut chunks = Self {
+            source,
+            decoder: CsvDecoder {
+                keep_records: true,
+                inputs: inputs.to_vec(),
+                header: ::csv::StringRecord::new(),
+                targets: Vec::new(),
+            },
+            chunk_bytes: chunk_bytes.max(1),
+            carry: Vec::new(),
+            consumed: 0,
+            at_end: false,
+        };
+        let syntax = |e: ::csv::Error| InputError::new(InputErrorKind::Syntax, format!("invalid CSV: {e}"));
+        let first = chunks.next_cut(1, true)?.unwrap_or_default();
         let mut reader = ::csv::ReaderBuilder::new()
             .has_headers(true)
-            .flexible(false)
-            .from_reader(source);
-        let syntax = |e: ::csv::Error| InputError::new(InputErrorKind::Syntax, format!("invalid CSV: {e}"));
+            .from_reader(first.as_slice());
         let header = reader.headers().map_err(syntax)?.clone();
+        if reader.records().next().is_some() {
+            return Err(InputError::new(
+                InputErrorKind::Syntax,
+                "invalid CSV: the header is not one line",
+            ));
+        }
         let mut targets: Vec<Option<usize>> = Vec::with_capacity(header.len());
         for name in header.iter() {
             let target = inputs.iter().position(|i| i.name == name.trim());
@@ -110,73 +142,110 @@ impl<R: std::io::Read> CsvChunks<R> {
                 "is required but missing",
             ));
         }
-        Ok(Self {
-            reader,
-            inputs: inputs.to_vec(),
-            targets,
-            header,
-            rows_per_chunk: rows_per_chunk.max(1),
-            next_row: 0,
-        })
+        chunks.decoder.header = header;
+        chunks.decoder.targets = targets;
+        Ok(chunks)
     }
 
+    pub fn decoder(&self) -> &CsvDecoder {
+        &self.decoder
+    }
+
+    /// The next chunk's bytes (whole records, about `chunk_bytes` of them) and how far into the
+    /// file they end; `None` at the end.
+    pub fn next_raw(&mut self) -> Result<Option<(Vec<u8>, u64)>, InputError> {
+        let cut = self.next_cut(self.chunk_bytes, false)?;
+        Ok(cut.map(|bytes| (bytes, self.consumed)))
+    }
+
+    /// At least `want` bytes (fewer at the end of the file) cut after the last record boundary in
+    /// them, or after the first for the `header`; `None` when the file is used up.
+    fn next_cut(&mut self, mut want: usize, header: bool) -> Result<Option<Vec<u8>>, InputError> {
+        let mut buffer = std::mem::take(&mut self.carry);
+        loop {
+            if buffer.len() < want && !self.at_end {
+                let room = (want - buffer.len()).max(64 * 1024) as u64;
+                let read = (&mut self.source)
+                    .take(room)
+                    .read_to_end(&mut buffer)
+                    .map_err(|e| InputError::new(InputErrorKind::Syntax, format!("cannot read: {e}")))?;
+                self.at_end = read == 0;
+                continue;
+            }
+            let cut = match boundary(&buffer, header) {
+                Some(cut) => cut,
+                // A record longer than `want`: read on until it ends.
+                None if !self.at_end => {
+                    want = buffer.len() * 2;
+                    continue;
+                }
+                None if buffer.is_empty() => return Ok(None),
+                None => buffer.len(),
+            };
+            self.carry = buffer.split_off(cut);
+            self.consumed += buffer.len() as u64;
+            return Ok(Some(buffer));
+        }
+    }
+}
+
+/// Just past the last newline outside quotes, or the first one when `first` (a doubled quote
+/// inside quotes toggles twice, so the state stays right); `None` when there is none.
+fn boundary(bytes: &[u8], first: bool) -> Option<usize> {
+    let mut quoted = false;
+    let mut last = None;
+    for at in memchr::memchr2_iter(b'"', b'\n', bytes) {
+        if bytes[at] == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            last = Some(at + 1);
+            if first {
+                break;
+            }
+        }
+    }
+    last
+}
+impl CsvDecoder {
     /// The header as read.
     pub fn header(&self) -> &::csv::StringRecord {
         &self.header
     }
 
-    /// The next chunk, `None` at the end; an error only when the file cannot be read on (not for
-    /// a row that cannot be decoded).
-    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, InputError> {
-        let first_row = self.next_row;
-        let mut records = Vec::with_capacity(self.rows_per_chunk);
+    /// Decodes a chunk's records; rows are counted from the chunk's first. A record that cannot be
+    /// read, has the wrong number of fields or a bad value is refused with why, and the rest go on.
+    pub fn decode(&self, bytes: &[u8]) -> Chunk {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
+        let mut records = Vec::new();
+        let mut count = 0;
         let mut refused = Vec::new();
-        let mut decoded = Vec::with_capacity(self.rows_per_chunk);
+        let mut decoded = Vec::new();
         let mut columns: Vec<Column> = self.inputs.iter().map(|i| Builder::empty_column(i.kind)).collect();
         let mut values: Vec<Value> = Vec::with_capacity(self.inputs.len());
-        while records.len() < self.rows_per_chunk {
-            let mut record = ::csv::StringRecord::new();
-            let row = self.next_row;
-            match self.reader.read_record(&mut record) {
+        let mut record = ::csv::StringRecord::new();
+        loop {
+            let row = count;
+            let fault = match reader.read_record(&mut record) {
                 Ok(false) => break,
-                Ok(true) => {}
-                // A line with the wrong number of fields, or that is not UTF-8, is that row's
-                // fault: it is refused and the rest is read on.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ::csv::ErrorKind::UnequalLengths { .. } | ::csv::ErrorKind::Utf8 { .. }
-                    ) =>
-                {
-                    let reason = InputError::new(InputErrorKind::Syntax, format!("row {row}: invalid CSV: {e}"));
-                    refused.push((records.len(), reason));
-                    records.push(::csv::StringRecord::new());
-                    self.next_row += 1;
-                    continue;
-                }
-                Err(e) => return Err(InputError::new(InputErrorKind::Syntax, format!("invalid CSV: {e}"))),
-            }
-            self.next_row += 1;
-            values.clear();
-            values.resize(self.inputs.len(), Value::Number(f64::NAN));
-            let mut fault = None;
-            for (field, target) in record.iter().zip(&self.targets) {
-                let Some(i) = *target else { continue };
-                values[i] = match self.inputs[i].kind {
-                    ColumnKind::Number => match number(field, &self.inputs[i].name, row) {
-                        Ok(x) => Value::Number(x),
-                        Err(e) => {
-                            fault = Some(e);
-                            break;
-                        }
-                    },
-                    ColumnKind::String => Value::Text((!field.is_empty()).then(|| field.to_owned())),
-                };
-            }
+                Ok(true) if record.len() != self.header.len() => Some(row_error(
+                    row,
+                    format!(
+                        "invalid CSV: {} fields, the header has {}",
+                        record.len(),
+                        self.header.len()
+                    ),
+                )),
+                Ok(true) => self.values(&record, row, &mut values).err(),
+                // Bytes that are not UTF-8: that row's fault.
+                Err(e) => Some(row_error(row, format!("invalid CSV: {e}"))),
+            };
             match fault {
-                Some(reason) => refused.push((records.len(), reason)),
+                Some(reason) => refused.push((row, reason)),
                 None => {
-                    decoded.push(records.len());
+                    decoded.push(row);
                     for (column, value) in columns.iter_mut().zip(values.drain(..)) {
                         match (column, value) {
                             (Column::Number(v), Value::Number(x)) => v.push(x),
@@ -186,20 +255,40 @@ impl<R: std::io::Read> CsvChunks<R> {
                     }
                 }
             }
-            records.push(record);
-        }
-        if records.is_empty() {
-            return Ok(None);
+            count += 1;
+            if self.keep_records {
+                records.push(std::mem::take(&mut record));
+            }
         }
         let batch = (!decoded.is_empty()).then(|| Batch::new(decoded.len(), columns));
-        Ok(Some(Chunk {
-            first_row,
-            rows: Rows::Csv(records),
+        Chunk {
+            rows: Rows::Csv(count, records),
             batch,
             decoded,
             refused,
-            progress: self.reader.position().byte(),
-        }))
+        }
+    }
+
+    /// The inputs' values of one record, in the inputs' order.
+    fn values(&self, record: &::csv::StringRecord, row: usize, values: &mut Vec<Value>) -> Result<(), InputError> {
+        values.clear();
+        values.resize(self.inputs.len(), Value::Number(f64::NAN));
+        for (field, target) in record.iter().zip(&self.targets) {
+            let Some(i) = *target else { continue };
+            values[i] = match self.inputs[i].kind {
+                ColumnKind::Number => Value::Number(number(field, &self.inputs[i].name, row)?),
+                ColumnKind::String => Value::Text((!field.is_empty()).then(|| field.to_owned())),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A fault of a whole row (no one column's).
+fn row_error(row: usize, message: String) -> InputError {
+    InputError {
+        row: Some(row),
+        ..InputError::new(InputErrorKind::Syntax, message)
     }
 }
 

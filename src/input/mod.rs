@@ -12,11 +12,11 @@ mod v2;
 
 use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
 
-pub use self::chunks::{Chunk, Chunks, Rows};
-pub use self::csv::{decode_csv, CsvChunks};
+pub use self::chunks::{Chunk, Chunks, Decoder, Raw, Rows};
+pub use self::csv::{decode_csv, CsvChunks, CsvDecoder};
 pub(crate) use self::json::Key as JsonKey;
 pub use self::json::{decode_columnar, decode_json, decode_records};
-pub use self::parquet::ParquetChunks;
+pub use self::parquet::{ParquetChunks, ParquetDecoder};
 pub use self::v2::{
     datatype as v2_datatype, decode_tensors, decode_v2, fp32_bytes as v2_fp32_bytes, served_output as v2_served_output,
     Data as V2Data, Output as V2Output, Request as V2Request, Tensor as V2Tensor, CONTRIBUTIONS as V2_CONTRIBUTIONS,

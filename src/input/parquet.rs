@@ -14,14 +14,21 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use super::chunks::{Chunk, Rows};
 use crate::preprocess::{Batch, Column, ColumnKind, InputError, InputErrorKind, InputSpec};
 
+/// A Parquet file read a record batch at a time; converting a batch to the inputs' columns is
+/// [`ParquetDecoder::decode`]'s, on the scoring threads.
 pub struct ParquetChunks {
     reader: ParquetRecordBatchReader,
     schema: Arc<Schema>,
-    inputs: Vec<InputSpec>,
-    /// For each input, its column in the file.
-    columns: Vec<usize>,
+    decoder: ParquetDecoder,
     total_rows: u64,
-    next_row: usize,
+    rows_read: u64,
+}
+
+/// The inputs and, for each, its column in the file.
+#[derive(Debug, Clone)]
+pub struct ParquetDecoder {
+    inputs: Vec<InputSpec>,
+    columns: Vec<usize>,
 }
 
 impl ParquetChunks {
@@ -66,10 +73,12 @@ impl ParquetChunks {
         Ok(Self {
             reader,
             schema,
-            inputs: inputs.to_vec(),
-            columns,
+            decoder: ParquetDecoder {
+                inputs: inputs.to_vec(),
+                columns,
+            },
             total_rows,
-            next_row: 0,
+            rows_read: 0,
         })
     }
 
@@ -81,39 +90,62 @@ impl ParquetChunks {
         self.total_rows
     }
 
-    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, InputError> {
-        let batch = match self.reader.next() {
-            None => return Ok(None),
-            Some(Ok(batch)) => batch,
-            Some(Err(e)) => {
-                return Err(InputError::new(
-                    InputErrorKind::Syntax,
-                    format!("cannot read the Parquet file: {e}"),
-                ))
+    pub fn decoder(&self) -> &ParquetDecoder {
+        &self.decoder
+    }
+
+    /// The next record batch and how many rows have been read with it; `None` at the end.
+    pub fn next_raw(&mut self) -> Result<Option<(RecordBatch, u64)>, InputError> {
+        match self.reader.next() {
+            None => Ok(None),
+            Some(Ok(batch)) => {
+                self.rows_read += batch.num_rows() as u64;
+                Ok(Some((batch, self.rows_read)))
+            }
+            Some(Err(e)) => Err(InputError::new(
+                InputErrorKind::Syntax,
+                format!("cannot read the Parquet file: {e}"),
+            )),
+        }
+    }
+}
+
+impl ParquetDecoder {
+    /// The batch's inputs as one batch of the rows that decode; rows are counted from the batch's
+    /// first.
+    pub fn decode(&self, batch: RecordBatch) -> Chunk {
+        let (decoded, refused, columns) = match self.values(&batch) {
+            Ok(values) => values,
+            // The types were checked against the schema; a value that still cannot be cast is
+            // every row's fault.
+            Err(reason) => {
+                let refused = (0..batch.num_rows())
+                    .map(|row| {
+                        (
+                            row,
+                            InputError {
+                                row: Some(row),
+                                ..reason.clone()
+                            },
+                        )
+                    })
+                    .collect();
+                (Vec::new(), refused, Vec::new())
             }
         };
-        let first_row = self.next_row;
-        self.next_row += batch.num_rows();
-        let (decoded, refused, columns) = self.decode(&batch, first_row)?;
-        let batch_of_decoded = (!decoded.is_empty()).then(|| Batch::new(decoded.len(), columns));
-        Ok(Some(Chunk {
-            first_row,
+        let values = (!decoded.is_empty()).then(|| Batch::new(decoded.len(), columns));
+        Chunk {
             rows: Rows::Arrow(batch),
-            batch: batch_of_decoded,
+            batch: values,
             decoded,
             refused,
-            progress: self.next_row as u64,
-        }))
+        }
     }
 
     /// The inputs' values of the rows that decode: a row with an infinite number is refused, as a
     /// CSV row would be.
     #[allow(clippy::type_complexity)]
-    fn decode(
-        &self,
-        batch: &RecordBatch,
-        first_row: usize,
-    ) -> Result<(Vec<usize>, Vec<(usize, InputError)>, Vec<Column>), InputError> {
+    fn values(&self, batch: &RecordBatch) -> Result<(Vec<usize>, Vec<(usize, InputError)>, Vec<Column>), InputError> {
         let rows = batch.num_rows();
         let mut faults: Vec<Option<InputError>> = (0..rows).map(|_| None).collect();
         let mut values = Vec::with_capacity(self.inputs.len());
@@ -137,7 +169,7 @@ impl ParquetChunks {
                             *fault = Some(InputError::at(
                                 InputErrorKind::OutOfRange,
                                 &input.name,
-                                Some(first_row + row),
+                                Some(row),
                                 format!("{x} is not a finite number"),
                             ));
                         }

@@ -116,8 +116,9 @@ impl InputError {
     /// The same error said of row `row`: a row scored on its own is row 0 of its batch, and this
     /// puts back where it stands in the file.
     pub fn at_row(self, row: usize) -> Self {
-        let (Some(column), Some(old)) = (&self.column, self.row) else {
-            return self;
+        let Some(old) = self.row else { return self };
+        let Some(column) = &self.column else {
+            return Self { row: Some(row), ..self };
         };
         let prefix = format!("column {column:?}, row {old}: ");
         match self.message.strip_prefix(&prefix) {

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::bundle::{single_row, Model};
 use crate::cli::PredictArgs;
 use crate::explain::Attribution;
-use crate::input::{self, Chunk, Chunks, CsvChunks, Limits, ParquetChunks};
+use crate::input::{self, Chunk, Chunks, CsvChunks, Decoder, Limits, ParquetChunks, Raw};
 use crate::preprocess::InputError;
 use crate::pyfloat;
 use output::{Output, Rejects};
@@ -94,13 +94,14 @@ fn whole_file(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows read and scored together: big enough that a thread's hand-over costs little, small enough
-/// that the chunks in flight hold a few megabytes.
+/// Rows of a Parquet chunk, and bytes of a CSV one (about 4,000 Ford rows): big enough that a
+/// thread's hand-over costs little, small enough that the chunks in flight hold a few megabytes.
 const CHUNK_ROWS: usize = 4096;
+const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Streams a CSV or Parquet file through the model: one thread reads chunks, `--threads` score
-/// them, this one writes them in file order. Chunks in flight are bounded (a token per chunk,
-/// handed back when it is written), so memory stays bounded whatever the file's size.
+/// Streams a CSV or Parquet file through the model: one thread reads chunks, `--threads` decode
+/// and score them, this one writes them in file order. Chunks in flight are bounded (a token per
+/// chunk, handed back when it is written), so memory stays bounded whatever the file's size.
 fn stream(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
     let source = args.input.display().to_string();
     let file = File::open(&args.input).with_context(|| format!("{source}: cannot read"))?;
@@ -109,10 +110,11 @@ fn stream(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
         Chunks::Parquet(ParquetChunks::open(file, inputs, CHUNK_ROWS).with_context(|| source.clone())?)
     } else {
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let reader = CsvChunks::new(BufReader::with_capacity(1 << 20, file), inputs, CHUNK_ROWS);
+        let reader = CsvChunks::new(BufReader::with_capacity(1 << 20, file), inputs, CHUNK_BYTES);
         Chunks::Csv(reader.with_context(|| source.clone())?, bytes)
     };
     let names = chunks.names();
+    let decoder = chunks.decoder(args.keep_columns || args.rejects.is_some());
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -124,11 +126,11 @@ fn stream(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
     };
     let shown = !args.quiet && std::io::stderr().is_terminal();
     let progress = Progress::new(chunks.size(), shown);
-    let in_flight = 2 * threads + 2;
+    let in_flight = threads + 2;
 
-    let (work, work_queue) = mpsc::sync_channel::<(usize, Chunk)>(threads);
+    let (work, work_queue) = mpsc::sync_channel::<(usize, Raw, u64)>(threads);
     let work_queue = Mutex::new(work_queue);
-    let (done, finished) = mpsc::sync_channel::<(usize, Scored)>(threads);
+    let (done, finished) = mpsc::sync_channel::<(usize, Scored, u64)>(threads);
     let (give_back, tokens) = mpsc::sync_channel::<()>(in_flight);
     for _ in 0..in_flight {
         give_back.send(()).expect("the channel holds every token");
@@ -136,20 +138,22 @@ fn stream(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
     let written = std::thread::scope(|scope| -> anyhow::Result<Tally> {
         let reader = scope.spawn(move || -> Result<(), InputError> {
             for seq in 0.. {
-                let Some(chunk) = chunks.next_chunk()? else { break };
+                let Some((raw, progress)) = chunks.next_raw()? else {
+                    break;
+                };
                 // Either fails only when the writer has stopped.
-                if tokens.recv().is_err() || work.send((seq, chunk)).is_err() {
+                if tokens.recv().is_err() || work.send((seq, raw, progress)).is_err() {
                     break;
                 }
             }
             Ok(())
         });
         for _ in 0..threads {
-            let (work_queue, done) = (&work_queue, done.clone());
+            let (work_queue, done, decoder) = (&work_queue, done.clone(), &decoder);
             scope.spawn(move || loop {
                 let next = work_queue.lock().expect("no worker panics holding the queue").recv();
-                let Ok((seq, chunk)) = next else { break };
-                if done.send((seq, score(model, chunk))).is_err() {
+                let Ok((seq, raw, progress)) = next else { break };
+                if done.send((seq, score(model, decoder, raw), progress)).is_err() {
                     break;
                 }
             });
@@ -159,11 +163,11 @@ fn stream(args: &PredictArgs, model: &Model) -> anyhow::Result<()> {
         let mut waiting = BTreeMap::new();
         let mut next = 0;
         let wrote = (|| -> anyhow::Result<()> {
-            for (seq, scored) in finished.iter() {
-                waiting.insert(seq, scored);
-                while let Some(scored) = waiting.remove(&next) {
+            for (seq, scored, read) in finished.iter() {
+                waiting.insert(seq, (scored, read));
+                while let Some((scored, read)) = waiting.remove(&next) {
                     write(&scored, &mut output, rejects.as_mut(), &mut tally).with_context(|| source.clone())?;
-                    progress.show(scored.chunk.progress, &tally);
+                    progress.show(read, &tally);
                     give_back.send(()).ok();
                     next += 1;
                 }
@@ -202,9 +206,11 @@ struct Scored {
     outcomes: Vec<Result<f32, InputError>>,
 }
 
-/// Scores a chunk's decoded rows in one call; when the model refuses one, row by row, so that each
-/// row is refused for its own reason and the others are scored.
-fn score(model: &Model, mut chunk: Chunk) -> Scored {
+/// Decodes a chunk and scores its decoded rows in one call; when the model refuses one, row by
+/// row, so that each row is refused for its own reason and the others are scored. Rows are the
+/// chunk's own, counted from 0.
+fn score(model: &Model, decoder: &Decoder, raw: Raw) -> Scored {
+    let mut chunk = decoder.decode(raw);
     let mut outcomes: Vec<Result<f32, InputError>> = (0..chunk.rows.len()).map(|_| Ok(f32::NAN)).collect();
     if let Some(batch) = &chunk.batch {
         match model.predict(batch) {
@@ -218,7 +224,7 @@ fn score(model: &Model, mut chunk: Chunk) -> Scored {
                     outcomes[row] = model
                         .predict(&single_row(batch, i))
                         .map(|p| p[0])
-                        .map_err(|e| e.at_row(chunk.first_row + row));
+                        .map_err(|e| e.at_row(row));
                 }
             }
         }
@@ -229,8 +235,8 @@ fn score(model: &Model, mut chunk: Chunk) -> Scored {
     Scored { chunk, outcomes }
 }
 
-/// Writes a scored chunk in order: predictions to the output, refused rows to the rejects file,
-/// or, without one, the first refused row is the run's error.
+/// Writes a scored chunk in order: predictions to the output, refused rows to the rejects file
+/// (each said of its row in the file), or, without one, the first refused row is the run's error.
 fn write(
     scored: &Scored,
     output: &mut Output,
@@ -245,10 +251,18 @@ fn write(
                 kept.push(i);
                 predictions.push(*prediction);
             }
-            Err(reason) => match rejects.as_deref_mut() {
-                Some(rejects) => rejects.row(scored.chunk.first_row + i, reason, &scored.chunk.rows.fields(i))?,
-                None => anyhow::bail!("{reason} (write such rows elsewhere and go on with --rejects FILE)"),
-            },
+            Err(reason) => {
+                let row = tally.rows() + i;
+                let reason = match reason.clone().at_row(row) {
+                    // A whole row's fault says which row in its message only here.
+                    r if r.column.is_none() => format!("row {row}: {}", r.message),
+                    r => r.message,
+                };
+                match rejects.as_deref_mut() {
+                    Some(rejects) => rejects.row(row, &reason, &scored.chunk.rows.fields(i))?,
+                    None => anyhow::bail!("{reason} (write such rows elsewhere and go on with --rejects FILE)"),
+                }
+            }
         }
     }
     output.rows(&scored.chunk.rows, &kept, &predictions)?;
@@ -275,6 +289,11 @@ impl Default for Tally {
 }
 
 impl Tally {
+    /// Rows written or refused so far: the file row of the next.
+    fn rows(&self) -> usize {
+        (self.scored + self.refused) as usize
+    }
+
     fn rate(&self) -> f64 {
         (self.scored + self.refused) as f64 / self.since.elapsed().as_secs_f64().max(1e-9)
     }

@@ -18,7 +18,6 @@ use parquet::file::properties::WriterProperties;
 use super::has_extension;
 use crate::cli::PredictArgs;
 use crate::input::Rows;
-use crate::preprocess::InputError;
 use crate::pyfloat;
 
 /// Rows per Parquet row group: the writer holds one group's pages until it is full, so this bounds
@@ -109,7 +108,7 @@ impl Output {
                     pyfloat::write_float(&mut text, f64::from(prediction));
                     match (*keep, rows) {
                         (false, _) => writer.write_record([text.as_str()])?,
-                        (true, Rows::Csv(records)) => {
+                        (true, Rows::Csv(_, records)) => {
                             writer.write_record(records[row].iter().chain([text.as_str()]))?
                         }
                         (true, Rows::Arrow(_)) => {
@@ -131,7 +130,7 @@ impl Output {
                                 columns.push(arrow_select::take::take(column.as_ref(), &indices, None)?);
                             }
                         }
-                        Rows::Csv(records) => {
+                        Rows::Csv(_, records) => {
                             for field in 0..schema.fields().len() - 1 {
                                 let values = kept.iter().map(|&row| records[row].get(field));
                                 columns.push(Arc::new(StringArray::from_iter(values)));
@@ -197,9 +196,9 @@ impl Rejects {
         Ok(Self(writer))
     }
 
-    pub(super) fn row(&mut self, row: usize, reason: &InputError, fields: &[String]) -> anyhow::Result<()> {
+    pub(super) fn row(&mut self, row: usize, reason: &str, fields: &[String]) -> anyhow::Result<()> {
         let row = row.to_string();
-        let head = [row.as_str(), reason.message.as_str()];
+        let head = [row.as_str(), reason];
         self.0
             .write_record(head.into_iter().chain(fields.iter().map(String::as_str)))?;
         Ok(())
