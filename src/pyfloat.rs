@@ -14,9 +14,23 @@ pub fn write_float(out: &mut String, value: f64) {
         out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
         return;
     }
-    // Rust's `{:e}` gives the shortest digits that round-trip, as Python's repr does.
+    // Rust's `{:e}` gives the shortest digits that round-trip, as Python's repr does. When two
+    // candidates of that length are equally near (964.09161376953125: ...312 or ...313), Rust takes
+    // the upper and Python (David Gay's dtoa) the even one, which is what exact formatting to the
+    // same number of digits gives; it is kept when it reads back as the same number.
     let mut scientific = String::with_capacity(32);
     let _ = write!(scientific, "{value:e}");
+    let significant = scientific
+        .split('e')
+        .next()
+        .unwrap_or_default()
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    let even = format!("{value:.*e}", significant.saturating_sub(1));
+    if even != scientific && even.parse::<f64>() == Ok(value) {
+        scientific = even;
+    }
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (sign, mantissa) = match mantissa.strip_prefix('-') {
@@ -24,6 +38,11 @@ pub fn write_float(out: &mut String, value: f64) {
         None => ("", mantissa),
     };
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // Exact formatting may carry into a trailing zero (9.5 to one digit is 1.0e1); repr shows none.
+    let digits = match digits.trim_end_matches('0') {
+        "" => "0".to_owned(),
+        kept => kept.to_owned(),
+    };
     out.push_str(sign);
     if !(-4..16).contains(&exponent) {
         out.push_str(&digits[..1]);

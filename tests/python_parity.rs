@@ -10,6 +10,24 @@ use serde::Deserialize;
 use xgserve::bundle::{single_row, Model};
 use xgserve::input::{decode_csv, Limits};
 
+/// Every prediction written as the Python pipeline's `json.dumps` wrote it, digit for digit: the
+/// reference file is that output, and ties between two shortest spellings (2 of the 17,965) are
+/// where a formatter can differ.
+#[test]
+fn every_prediction_is_written_as_python_writes_it() {
+    let text = std::fs::read_to_string(common::reference().join("ford/ford_predictions.json")).unwrap();
+    let list = text.split_once('[').unwrap().1.split_once(']').unwrap().0;
+    let mut count = 0;
+    for (row, python) in list.split(", ").enumerate() {
+        let value: f32 = python.parse().unwrap();
+        let mut ours = String::new();
+        xgserve::pyfloat::write_float(&mut ours, f64::from(value));
+        assert_eq!(ours, python, "row {row}");
+        count += 1;
+    }
+    assert_eq!(count, 17_965);
+}
+
 #[derive(Deserialize)]
 struct Reference {
     predictions: Vec<Option<f32>>,
