@@ -298,3 +298,60 @@ enum Value {
     Number(f64),
     Text(Option<String>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::ColumnKind;
+
+    fn inputs() -> Vec<InputSpec> {
+        let spec = |name: &str, kind| InputSpec {
+            name: name.to_owned(),
+            kind,
+        };
+        vec![spec("model", ColumnKind::String), spec("mileage", ColumnKind::Number)]
+    }
+
+    #[test]
+    fn a_boundary_is_a_newline_outside_quotes() {
+        let text = b"a,\"two\nlines\"\nb,\"say \"\"hi\"\"\n\"\nc";
+        assert_eq!(
+            boundary(text, true),
+            Some(14),
+            "after the first record, not inside its quotes"
+        );
+        assert_eq!(
+            boundary(text, false),
+            Some(30),
+            "doubled quotes inside quotes keep the state"
+        );
+        assert_eq!(boundary(b"no newline", false), None);
+    }
+
+    #[test]
+    fn chunks_cut_whole_records_that_decode_as_the_whole_file_does() {
+        let text = "model,mileage\r\n\"Focus\nST\",100\r\nFiesta,\r\nKa,abc\r\nPuma,5\r\n";
+        // Chunks of about 10 bytes: every cut must still fall between records.
+        let mut chunks = CsvChunks::new(text.as_bytes(), &inputs(), 10).unwrap();
+        let (mut models, mut refused, mut rows) = (Vec::new(), Vec::new(), 0);
+        while let Some((bytes, _)) = chunks.next_raw().unwrap() {
+            let chunk = chunks.decoder().decode(&bytes);
+            for (row, reason) in &chunk.refused {
+                refused.push((rows + row, reason.clone().at_row(rows + row).message));
+            }
+            if let Some(Column::Text(names)) = chunk.batch.as_ref().map(|b| b.columns()[0].clone()) {
+                models.extend(names.into_iter().flatten());
+            }
+            rows += chunk.rows.len();
+        }
+        assert_eq!(models, ["Focus\nST", "Fiesta", "Puma"]);
+        assert_eq!(rows, 4);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, 2);
+        assert!(
+            refused[0].1.starts_with("column \"mileage\", row 2:"),
+            "{}",
+            refused[0].1
+        );
+    }
+}
