@@ -3,7 +3,7 @@
 # each, on the same rows' features (the bench's parity cases, as the Python pipeline transforms them):
 #   exact contributions: xgserve's tables (contributions/xgserve) against XGBoost's pred_contribs;
 #   predictions: xgserve with its preprocessing (preprocess+predict/xgserve) against XGBoost's
-#   inplace_predict on ready features (trees only).
+#   inplace_predict and tl2cgen's fastest compiled build, on ready features (trees only).
 # Prints each round's ns per row and the ratios, then each ratio's range over the rounds.
 # Usage: benches/anchors.sh [rounds, default 3]. Makes its venv under target/anchors (pinned in
 # benches/anchors/requirements.txt) and uses the reference venv .venv (made by tests/run) for the
@@ -30,7 +30,7 @@ for round in $(seq "$rounds"); do
   cargo bench --quiet --bench engine -- '^(contributions|preprocess\+predict)/xgserve/' --output-format bencher \
     2>/dev/null | awk -v round="$round" '/bench:/ {
       split($2, id, "/"); gsub(",", "", $5); print round, id[1] "/xgserve", id[3], $5 / id[3] }' >> "$home/results.txt"
-  "$home/venv/bin/python" benches/anchors/anchors.py "$home/features.npy" models/ford_used_car_price/model.json \
+  "$home/venv/bin/python" benches/anchors/anchors.py "$home/features.npy" models/ford_used_car_price/model.json 2>> "$home/anchors.log" \
     | awk -v round="$round" '{ print round, $1, $2, $3 }' >> "$home/results.txt"
 done
 
@@ -43,7 +43,9 @@ for round_, name, batch, value in rows:
 names = sorted({name for name, _ in ns})
 contribs = next(n for n in names if n.endswith("pred_contribs"))
 inplace = next(n for n in names if n.endswith("inplace_predict"))
-pairs = [("contributions/xgserve", contribs), ("preprocess+predict/xgserve", inplace)]
+compiled = next(n for n in names if n.startswith("tl2cgen"))
+pairs = [("contributions/xgserve", contribs), ("preprocess+predict/xgserve", inplace),
+         ("preprocess+predict/xgserve", compiled)]
 print(f"{os.cpu_count()} cores; ns per row, one thread each; {sys.argv[2]} alternating rounds")
 for ours, theirs in pairs:
     print(f"\n{ours} against {theirs}")
