@@ -145,30 +145,20 @@ fn bench_router(c: &mut Criterion) {
             runtime.block_on(router.clone().oneshot(request)).unwrap()
         })
     });
-    group.bench_function("POST /predict 2 rows", |b| {
-        b.iter(|| {
-            let request = axum::http::Request::post("/predict")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(example.clone()))
-                .unwrap();
-            let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
-            runtime
-                .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
-                .unwrap()
-        })
-    });
-    group.bench_function("POST /explain 2 rows", |b| {
-        b.iter(|| {
-            let request = axum::http::Request::post("/explain")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(example.clone()))
-                .unwrap();
-            let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
-            runtime
-                .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
-                .unwrap()
-        })
-    });
+    for route in ["/predict", "/explain"] {
+        group.bench_function(format!("POST {route} 2 rows"), |b| {
+            b.iter(|| {
+                let request = axum::http::Request::post(route)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(example.clone()))
+                    .unwrap();
+                let response = runtime.block_on(router.clone().oneshot(request)).unwrap();
+                runtime
+                    .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+                    .unwrap()
+            })
+        });
+    }
     group.finish();
 }
 

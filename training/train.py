@@ -69,6 +69,34 @@ def build_pipeline():
     return Pipeline([("FeatureEngineering", features), ("Regressor", regressor)])
 
 
+def split_ford(data):
+    """The original pipeline's split: 80% to train on, 20% to test, always the same rows."""
+    return train_test_split(data, test_size=0.2, random_state=1234)
+
+
+def fitted_pipeline(path):
+    """The pipeline fitted as ``main`` fits it, on the training split of the data set at ``path``."""
+    train, _ = split_ford(read_ford(path))
+    return build_pipeline().fit(train.drop(columns="price"), train["price"])
+
+
+def parity_features(pipeline, bundle):
+    """The bundle's parity cases (nulls, unknown and padded categories, extremes) that the pipeline
+    does not refuse, read from its parity.json as the engine reads them, as the pipeline hands them
+    to the regressor (float32, NaN for missing): the cases' indices and their features. The few
+    cases with a feature beyond float32's range (infinite as the booster reads it) are left out: a
+    DMatrix refuses them."""
+    parity = json.loads((bundle / "parity.json").read_text())
+    spec = json.loads((bundle / "preprocess.json").read_text())
+    text = {column["name"] for column in spec["inputs"] if column["type"] == "string"}
+    cases = pd.DataFrame({name: pd.Series(values, dtype=object if name in text else np.float64)
+                          for name, values in parity["inputs"].items()})
+    kept = [i for i in range(len(cases)) if str(i) not in parity["refused"]]
+    features = np.asarray(pipeline[:-1].transform(cases.iloc[kept]), dtype=np.float32)
+    finite = ~np.isinf(features).any(axis=1)
+    return [i for i, ok in zip(kept, finite) if ok], features[finite]
+
+
 def metrics(y_true, y_pred):
     y_pred = np.clip(y_pred, 0.0, np.inf)
     y_true = np.asarray(y_true, dtype=np.float64)
@@ -88,7 +116,7 @@ def main():
     args = parser.parse_args()
 
     data = read_ford(args.data)
-    train, test = train_test_split(data, test_size=0.2, random_state=1234)
+    train, test = split_ford(data)
     X_train, y_train = train.drop(columns="price"), train["price"]
     X_test, y_test = test.drop(columns="price"), test["price"]
 
@@ -123,20 +151,9 @@ def main():
 
 
 def parity_contributions(pipeline, bundle):
-    """``pred_contribs`` for the bundle's parity cases (nulls, unknown and padded categories,
-    extremes) that the pipeline does not refuse, read from its parity.json as the engine reads them:
-    ``rows`` the cases' indices, ``contributions`` theirs. The few cases with a feature beyond
-    float32's range (infinite as the booster reads it) are left out: a DMatrix refuses them, so
-    XGBoost gives no reference for them."""
-    parity = json.loads((bundle / "parity.json").read_text())
-    spec = json.loads((bundle / "preprocess.json").read_text())
-    text = {column["name"] for column in spec["inputs"] if column["type"] == "string"}
-    cases = pd.DataFrame({name: pd.Series(values, dtype=object if name in text else np.float64)
-                          for name, values in parity["inputs"].items()})
-    kept = [i for i in range(len(cases)) if str(i) not in parity["refused"]]
-    features = np.asarray(pipeline[:-1].transform(cases.iloc[kept]), dtype=np.float32)
-    finite = ~np.isinf(features).any(axis=1)
-    kept, features = [i for i, ok in zip(kept, finite) if ok], features[finite]
+    """``pred_contribs`` for the parity cases ``parity_features`` keeps: ``rows`` the cases'
+    indices, ``contributions`` theirs (XGBoost gives no reference for the ones it leaves out)."""
+    kept, features = parity_features(pipeline, bundle)
     contributions = pipeline[-1].get_booster().predict(DMatrix(features, missing=np.nan), pred_contribs=True)
     return {"rows": kept, "contributions": contributions.astype(np.float32).tolist()}
 

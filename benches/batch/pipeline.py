@@ -12,20 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO / "training"))
 
-from train import build_pipeline, read_ford  # noqa: E402
+from train import fitted_pipeline  # noqa: E402
 
 CHUNK_ROWS = 100_000
 
 
 def main():
     data, source, target = (Path(a) for a in sys.argv[1:4])
-    train, _ = train_test_split(read_ford(data), test_size=0.2, random_state=1234)
-    pipeline = build_pipeline().fit(train.drop(columns="price"), train["price"])
+    pipeline = fitted_pipeline(data)
     start = time.perf_counter()
     rows = 0
     with open(target, "w") as out:
