@@ -131,8 +131,13 @@ impl Sampler {
                             let Offset::Offset(offset) = e.offset() else { continue };
                             let previous = last.insert(e.partition(), offset);
                             if previous.is_some_and(|p| p > offset) {
+                                // When, to find the commits in the members' logs (UTC there).
+                                let at = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .unwrap()
+                                    .as_secs_f64();
                                 backwards.lock().unwrap().push(format!(
-                                    "partition {}: {} then {offset}",
+                                    "partition {}: {} then {offset}, seen at unix time {at:.1}",
                                     e.partition(),
                                     previous.unwrap()
                                 ));
@@ -218,7 +223,14 @@ impl Group<'_> {
             args.extend(["--consumer-option", &instance]);
         }
         let log = format!("{name}-{}", self.starts);
-        let process = start_bridge_logging(&log, self.broker, &args, self.logs, "info,rdkafka=warn");
+        // Every commit and the broker's answer to it, so a failure shows how members' commits interleaved.
+        let process = start_bridge_logging(
+            &log,
+            self.broker,
+            &args,
+            self.logs,
+            "info,xgserve::stream::kafka=debug,rdkafka=warn",
+        );
         Member {
             name: name.to_owned(),
             process,

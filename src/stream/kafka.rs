@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
@@ -353,6 +353,22 @@ impl ConsumerContext for Context {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
+
+    /// The broker's answer to a commit, synchronous or not: which offsets it took, and when, is
+    /// what shows how commits from several members interleave on a rebalance.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let offsets: Vec<(String, i32, Offset)> = offsets
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition(), e.offset()))
+            .collect();
+        match result {
+            Ok(()) => tracing::debug!(?offsets, "the broker took the commit"),
+            Err(e) => {
+                tracing::warn!(error = %e, ?offsets, "the broker refused a commit; those records are consumed again")
+            }
+        }
+    }
 }
 
 /// A client's settings: the bridge's defaults, then the operator's shared options, then its
@@ -670,6 +686,7 @@ fn commit(consumer: &StreamConsumer<Context>) {
     // Asynchronous: the records are already acknowledged, and a commit that is lost only means the
     // batch is consumed again (at least once). Shutdown commits synchronously.
     if !ready.is_empty() {
+        tracing::debug!(?ready, "committing");
         let committed = offsets(&ready).and_then(|o| Ok(consumer.commit(&o, CommitMode::Async)?));
         if let Err(e) = committed {
             tracing::warn!(error = %e, "commit failed; the batch will be consumed again");
