@@ -303,7 +303,10 @@ impl ClientContext for Context {
 impl ConsumerContext for Context {
     /// Before partitions go: let the records in flight land (within the handover time), commit
     /// what is acknowledged for them, and forget the rest, which their next owner consumes again
-    /// (at least once). Nothing is committed for them afterwards.
+    /// (at least once). The commit is synchronous and names every revoked partition this
+    /// ownership committed, even with no new offset: its answer comes after those of the earlier,
+    /// asynchronous commits, so none of them can land after the next owner's and move the
+    /// partition back. Nothing is committed for them afterwards.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance) {
         let Rebalance::Revoke(list) = rebalance else { return };
         let revoked = partitions(list);

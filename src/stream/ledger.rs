@@ -26,6 +26,8 @@ pub struct Ledger {
     next_id: u64,
     /// Per partition ever owned, the offset last handed out to commit.
     committed: Offsets,
+    /// The owned partitions that have had a commit handed out since they were assigned.
+    committed_while_owned: BTreeSet<Partition>,
 }
 
 #[derive(Debug)]
@@ -38,16 +40,25 @@ struct Batch {
 impl Ledger {
     /// Partitions given to this member (all of them, eager; the added ones, cooperative).
     pub fn assign(&mut self, partitions: impl IntoIterator<Item = Partition>) {
-        self.owned.extend(partitions);
+        for partition in partitions {
+            self.committed_while_owned.remove(&partition);
+            self.owned.insert(partition);
+        }
     }
 
-    /// Partitions taken away. Returns what may still be committed for them, before they go: the
-    /// acknowledged batches at the head of the queue. Whatever else was consumed from them is
-    /// abandoned uncommitted, for their next owner to consume again.
+    /// Partitions taken away. Returns what to commit for them, synchronously, before they go: the
+    /// acknowledged batches at the head of the queue, and else the offset this ownership last
+    /// committed, again. The synchronous commit is answered only after every earlier commit of
+    /// this member, so none of them can land after the next owner's. Whatever else was consumed
+    /// from them is abandoned uncommitted, for their next owner to consume again.
     pub fn revoke(&mut self, partitions: impl IntoIterator<Item = Partition>) -> Offsets {
         let revoked: BTreeSet<Partition> = partitions.into_iter().collect();
-        let mut last = self.ready(|p| revoked.contains(p));
-        last.retain(|p, _| revoked.contains(p));
+        self.ready(|p| revoked.contains(p));
+        let last: Offsets = revoked
+            .iter()
+            .filter(|p| self.owned.contains(*p) && self.committed_while_owned.remove(*p))
+            .map(|p| (p.clone(), self.committed[p]))
+            .collect();
         // What was committed stays as a floor: should the partition come back, a record fetched
         // before it went (a stale copy) must not move its offset back.
         for partition in &revoked {
@@ -149,6 +160,7 @@ impl Ledger {
             let forward = self.owned.contains(partition) && self.committed.get(partition).is_none_or(|c| *next > *c);
             if forward {
                 self.committed.insert(partition.clone(), *next);
+                self.committed_while_owned.insert(partition.clone());
             }
             forward
         });
@@ -187,13 +199,35 @@ mod tests {
         let mut ledger = Ledger::default();
         ledger.assign([p(0), p(1)]);
         let a = ledger.consumed([(p(0), 0), (p(1), 0)]);
-        let _b = ledger.consumed([(p(0), 1), (p(1), 1)]);
+        let b = ledger.consumed([(p(0), 1), (p(1), 1)]);
         ledger.acknowledged(a);
         assert_eq!(ledger.revoke([p(0)]), BTreeMap::from([(p(0), 1)]));
         assert!(!ledger.owns(&p(0)));
         // p(1)'s part of a is still to commit; b is not acknowledged.
         assert_eq!(ledger.commit_ready(), BTreeMap::from([(p(1), 1)]));
         assert_eq!(ledger.owned_commits(), BTreeMap::from([(p(1), 1)]));
+        // Gone: nothing more is committed for p(0), whatever is acknowledged later.
+        ledger.acknowledged(b);
+        assert_eq!(ledger.commit_ready(), BTreeMap::from([(p(1), 2)]));
+    }
+
+    #[test]
+    fn a_revoke_commits_again_what_this_ownership_last_committed_and_nothing_from_before() {
+        let mut ledger = Ledger::default();
+        ledger.assign([p(0), p(1)]);
+        let a = ledger.consumed([(p(0), 0), (p(1), 4)]);
+        ledger.acknowledged(a);
+        // Sent asynchronously; it may still be on its way when the revoke comes.
+        assert_eq!(ledger.commit_ready(), BTreeMap::from([(p(0), 1), (p(1), 5)]));
+        assert_eq!(ledger.revoke([p(0)]), BTreeMap::from([(p(0), 1)]));
+        // Back, and gone again before anything was committed in this ownership: the old offset is
+        // not committed again (another member may have committed past it meanwhile).
+        ledger.assign([p(0)]);
+        assert!(ledger.revoke([p(0)]).is_empty());
+        // A partition never committed while owned has nothing to commit again.
+        ledger.assign([p(2)]);
+        assert!(ledger.revoke([p(2)]).is_empty());
+        assert_eq!(ledger.revoke([p(1)]), BTreeMap::from([(p(1), 5)]));
     }
 
     #[derive(Debug, Clone)]
