@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use serde::Deserialize;
-use xgserve::engine::{Forest, LoadError, Objective};
+use xgserve::engine::{Forest, LoadError, Objective, Traversal};
+
+mod common;
 
 #[derive(Deserialize)]
 struct Expected {
@@ -62,6 +64,9 @@ fn every_version_format_and_objective_matches_libxgboost() {
     let mut versions = std::collections::BTreeSet::new();
     // Per version, the largest contribution difference: (share of the row's scale, where).
     let mut worst = std::collections::BTreeMap::<String, (f64, String)>::new();
+    // Model files predicted with each traversal (a model the fast layout does not fit walks the
+    // portable way whatever is asked).
+    let mut walked = std::collections::BTreeMap::<&str, usize>::new();
     for case in &cases {
         let expected: Expected = serde_json::from_slice(&std::fs::read(case).unwrap()).unwrap();
         versions.insert(expected.xgboost.clone());
@@ -70,8 +75,6 @@ fn every_version_format_and_objective_matches_libxgboost() {
         for format in ["json", "ubj"] {
             let path = format!("{stem}.{format}");
             let forest = Forest::from_slice(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"));
-            let margins = forest.predict_margin(features.view()).unwrap();
-            let predictions = forest.predict(features.view()).unwrap();
             let contributions = forest.contributions(features.view()).unwrap();
             assert_eq!(contributions.nrows(), expected.contributions.len(), "{path}: rows");
             for (row, want) in expected.contributions.iter().enumerate() {
@@ -94,21 +97,29 @@ fn every_version_format_and_objective_matches_libxgboost() {
                     }
                 }
             }
-            for row in 0..expected.rows.len() {
-                assert_eq!(
-                    margins[row].to_bits(),
-                    expected.margins[row].to_bits(),
-                    "{path} row {row}: margin {} != {}",
-                    margins[row],
-                    expected.margins[row]
-                );
-                assert_eq!(
-                    predictions[row].to_bits(),
-                    expected.predictions[row].to_bits(),
-                    "{path} row {row}: prediction {} != {}",
-                    predictions[row],
-                    expected.predictions[row]
-                );
+            // Every traversal this CPU can take, each forced in turn.
+            for traversal in common::traversals() {
+                let forest = forest.clone().with_traversal(traversal);
+                let margins = forest.predict_margin(features.view()).unwrap();
+                let predictions = forest.predict(features.view()).unwrap();
+                *walked.entry(forest.traversal().name()).or_default() += 1;
+                let path = format!("{path} ({})", forest.traversal().name());
+                for row in 0..expected.rows.len() {
+                    assert_eq!(
+                        margins[row].to_bits(),
+                        expected.margins[row].to_bits(),
+                        "{path} row {row}: margin {} != {}",
+                        margins[row],
+                        expected.margins[row]
+                    );
+                    assert_eq!(
+                        predictions[row].to_bits(),
+                        expected.predictions[row].to_bits(),
+                        "{path} row {row}: prediction {} != {}",
+                        predictions[row],
+                        expected.predictions[row]
+                    );
+                }
             }
         }
     }
@@ -117,6 +128,13 @@ fn every_version_format_and_objective_matches_libxgboost() {
         3,
         "fixtures from XGBoost 1.6, 2.1 and 3.x: {versions:?}"
     );
+    eprintln!("model files predicted per traversal: {walked:?}");
+    if common::traversals().contains(&Traversal::Avx512) {
+        assert!(
+            walked.get("avx512").is_some_and(|&n| n >= 60),
+            "the AVX-512 walk takes nearly every fixture: {walked:?}"
+        );
+    }
     for (version, (error, at)) in &worst {
         eprintln!("contributions, XGBoost {version}: largest difference {error:.2e} of the row's scale ({at})");
     }

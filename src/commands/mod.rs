@@ -10,6 +10,8 @@ use crate::cli::{Cli, Command, ModelsCommand};
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before any model is loaded: every forest takes the traversal chosen here.
+    crate::engine::configure_traversal().map_err(anyhow::Error::msg)?;
     match cli.command.unwrap_or_else(|| Command::Serve(Default::default())) {
         Command::Serve(args) => serve::run(args),
         Command::Openapi { model, output } => {

@@ -58,6 +58,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         version = %model.manifest.version,
         digest = %model.digest,
         parity_cases = model.parity.0 + model.parity.1,
+        traversal = model.forest.traversal().name(),
         address = %listener.local_addr()?,
         grpc_address = %grpc_listener.local_addr()?,
         startup_ms = started.elapsed().as_millis() as u64,

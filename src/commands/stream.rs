@@ -37,7 +37,7 @@ async fn bridge(args: StreamArgs) -> anyhow::Result<()> {
         None => {
             let model = crate::bundle::Model::load(&args.model)?;
             tracing::info!(name = %model.manifest.name, version = %model.manifest.version,
-                digest = %model.digest, "model loaded and checked");
+                digest = %model.digest, traversal = model.forest.traversal().name(), "model loaded and checked");
             Pricer::local(model)
         }
     };

@@ -276,6 +276,8 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
         covers,
         means: None,
         tables: None,
+        quantized: None,
+        traversal: super::TRAVERSAL.get().copied().unwrap_or_else(super::Traversal::detect),
         trees,
         num_features,
         base_margin,
@@ -287,6 +289,7 @@ pub(super) fn forest(bytes: &[u8]) -> Result<Forest, LoadError> {
             base_score,
         },
     };
+    forest.quantized = super::quantized::Quantized::build(&forest);
     forest.means = forest.node_means();
     if forest.means.is_some() {
         forest.tables = Some(super::shap::Tables::build(&forest, super::shap::BUDGET));

@@ -7,14 +7,31 @@
 pub mod libxgboost;
 mod load;
 mod objective;
+mod quantized;
 mod shap;
 pub mod ubjson;
 
 pub use load::LoadError;
 pub use objective::Objective;
+pub use quantized::Traversal;
 pub use shap::ContributionError;
 
+use std::sync::OnceLock;
+
 use ndarray::ArrayView2;
+
+/// The traversal every forest loaded from now on takes; the CPU's fastest unless set.
+static TRAVERSAL: OnceLock<Traversal> = OnceLock::new();
+
+/// Reads `XGSERVE_TRAVERSAL` once, at start-up, for every model this process loads (and reloads).
+pub fn configure_traversal() -> Result<Traversal, String> {
+    let wanted = Traversal::from_env()?;
+    Ok(*TRAVERSAL.get_or_init(|| wanted))
+}
+
+/// Batches smaller than this take the reference walk even where the AVX-512 one is chosen: a
+/// block of sixteen lanes mostly empty costs more than walking a few rows one by one.
+const MIN_SIMD_ROWS: usize = 8;
 
 /// Rows checked for missing values together: a block without any takes the shorter step.
 const BLOCK_ROWS: usize = 64;
@@ -97,6 +114,11 @@ pub struct Forest {
     /// Each leaf's contributions for every way a row's path can agree with its own, built at load
     /// when the model has covers: what [`Forest::contributions`] reads.
     tables: Option<shap::Tables>,
+    /// The same trees as bins and perfect trees, for the AVX-512 walk; `None` when they do not fit
+    /// that layout.
+    quantized: Option<quantized::Quantized>,
+    /// How `predict` walks: the reference walk or the AVX-512 one.
+    traversal: Traversal,
     /// The trees in XGBoost's summation order.
     trees: Vec<TreeRef>,
     num_features: usize,
@@ -126,6 +148,28 @@ impl Forest {
 
     pub fn info(&self) -> &ForestInfo {
         &self.info
+    }
+
+    /// How this forest walks its trees: the chosen traversal if the model fits its layout, else
+    /// the portable (reference) walk.
+    pub fn traversal(&self) -> Traversal {
+        match self.quantized {
+            Some(_) => self.traversal,
+            None => Traversal::Portable,
+        }
+    }
+
+    /// The same forest walking with `traversal`. Tests take each path with it.
+    ///
+    /// # Panics
+    /// When `traversal` is AVX-512 and this CPU does not have it.
+    pub fn with_traversal(mut self, traversal: Traversal) -> Forest {
+        assert!(
+            traversal != Traversal::Avx512 || Traversal::detect() == Traversal::Avx512,
+            "AVX-512 asked for on a CPU without it"
+        );
+        self.traversal = traversal;
+        self
     }
 
     /// Every split as (feature, threshold): inputs that sit exactly on a threshold test the `<`.
@@ -163,6 +207,16 @@ impl Forest {
 
     /// Margins of a row-major matrix whose width is `num_features`; `out` has one slot per row.
     fn margins_into(&self, features: &[f32], out: &mut [f32]) {
+        if let Some(quantized) = &self.quantized {
+            if self.traversal == Traversal::Avx512 && out.len() >= MIN_SIMD_ROWS {
+                return quantized.margins_avx512(features, out);
+            }
+        }
+        self.reference_margins_into(features, out);
+    }
+
+    /// The reference walk: floats compared as the model file has them, eight trees in lockstep.
+    fn reference_margins_into(&self, features: &[f32], out: &mut [f32]) {
         let width = self.num_features;
         for (block, sums) in features.chunks(BLOCK_ROWS * width).zip(out.chunks_mut(BLOCK_ROWS)) {
             sums.fill(self.base_margin);

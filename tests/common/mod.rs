@@ -43,6 +43,17 @@ pub fn shipped_bundle_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Every traversal of the engine this CPU can take: the portable walk, and AVX-512 where the CPU has
+/// it (CI's machine does). Tests force each in turn.
+pub fn traversals() -> Vec<xgserve::engine::Traversal> {
+    use xgserve::engine::Traversal;
+    let mut all = vec![Traversal::Portable];
+    if Traversal::detect() == Traversal::Avx512 {
+        all.push(Traversal::Avx512);
+    }
+    all
+}
+
 pub mod browser;
 pub mod http;
 pub mod logs;

@@ -1,0 +1,182 @@
+//! The walk over bins, sixteen rows in the lanes of one register.
+//!
+//! Per level and tree: the node at each lane's position comes from the tree's nodes held in two
+//! registers (a permute, no memory), the bin it reads is gathered from the block, one unsigned
+//! compare picks the child. Eight trees walk in lockstep so that their gathers overlap; at the last
+//! level the leaves come from four registers of leaf values, and each lane adds them in tree order.
+
+use std::arch::x86_64::*;
+
+use super::{Quantized, LANES, MISSING, NODES};
+
+/// Trees walked in lockstep: enough independent gathers in flight to hide their latency.
+const TREES: usize = 4;
+
+/// Writes the bins of `rows` (whole rows, at most `LANES`) into `block`, as the scalar
+/// `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered and searched
+/// together, one gather per halving of the feature's padded thresholds.
+///
+/// # Safety
+/// The CPU has AVX-512F; `rows` holds 1 to `LANES` whole rows and `block` is
+/// `2 × features × LANES` long.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn bin_block(forest: &Quantized, rows: &[f32], block: &mut [u32]) {
+    let width = forest.features;
+    let count = rows.len() / width;
+    debug_assert!((1..=LANES).contains(&count) && rows.len() == count * width);
+    debug_assert!(block.len() == 2 * width * LANES);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let starts = _mm512_mullo_epi32(
+        _mm512_min_epi32(lanes, _mm512_set1_epi32(count as i32 - 1)),
+        _mm512_set1_epi32(width as i32),
+    );
+    let low_bits = _mm512_set1_epi32(0xFFFF);
+    for (feature, search) in forest.search.iter().enumerate() {
+        // SAFETY: every index is `row * width + feature` for a row below `count`.
+        let x = unsafe {
+            _mm512_i32gather_ps::<4>(
+                _mm512_add_epi32(starts, _mm512_set1_epi32(feature as i32)),
+                rows.as_ptr(),
+            )
+        };
+        let mut bin = _mm512_setzero_si512();
+        let mut half = search.len() / 2;
+        while half > 0 {
+            let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
+            // SAFETY: `bin` sums distinct smaller halves, so `bin + half - 1 < search.len()`.
+            let cut = unsafe { _mm512_i32gather_ps::<4>(probe, search.as_ptr()) };
+            let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
+            bin = _mm512_mask_add_epi32(bin, at_or_below, bin, _mm512_set1_epi32(half as i32));
+            half /= 2;
+        }
+        let missing = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        let cuts = _mm512_set1_epi32(forest.cuts[feature].len() as i32);
+        let miss = _mm512_set1_epi32(MISSING as i32);
+        let plain = _mm512_mask_mov_epi32(bin, missing, miss);
+        let mirrored = _mm512_mask_mov_epi32(_mm512_sub_epi32(cuts, bin), missing, miss);
+        // SAFETY: both columns are inside `block` (`feature < width`).
+        unsafe {
+            let start = block.as_mut_ptr();
+            let column = |c: usize| start.add(c * LANES).cast::<__m512i>();
+            _mm512_storeu_si512(
+                column(feature),
+                _mm512_or_si512(_mm512_slli_epi32::<16>(plain), low_bits),
+            );
+            _mm512_storeu_si512(
+                column(width + feature),
+                _mm512_or_si512(_mm512_slli_epi32::<16>(mirrored), low_bits),
+            );
+        }
+    }
+}
+
+/// Adds every tree's leaf to `sums` (one lane per row, `LANES` rows per block of `bins`).
+///
+/// # Safety
+/// The CPU has AVX-512F, and `bins` holds `sums.len() / LANES` blocks of `2 × features × LANES`
+/// values written by `Quantized::bin_block` (every node's offset plus a lane is inside a block).
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32]) {
+    let mut nodes = forest.nodes.chunks_exact(TREES);
+    let mut leaves = forest.leaves.chunks_exact(TREES);
+    for (nodes, leaves) in (&mut nodes).zip(&mut leaves) {
+        // SAFETY: as this function's.
+        unsafe { trees::<TREES>(forest, nodes, leaves, bins, sums) };
+    }
+    for (nodes, leaves) in nodes.remainder().chunks(1).zip(leaves.remainder().chunks(1)) {
+        // SAFETY: as this function's.
+        unsafe { trees::<1>(forest, nodes, leaves, bins, sums) };
+    }
+}
+
+/// `N` trees over every block, in lockstep.
+#[target_feature(enable = "avx512f")]
+unsafe fn trees<const N: usize>(
+    forest: &Quantized,
+    nodes: &[[u32; NODES]],
+    leaves: &[[f32; NODES]],
+    bins: &[u32],
+    sums: &mut [f32],
+) {
+    debug_assert!(nodes.len() == N && leaves.len() == N);
+    let block_len = 2 * forest.features * LANES;
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let offset_bits = _mm512_set1_epi32(0xFFFF);
+    let one = _mm512_set1_epi32(1);
+    let upper_half = _mm512_set1_epi32(32);
+    for (block, sums) in bins.chunks_exact(block_len).zip(sums.chunks_exact_mut(LANES)) {
+        let base = block.as_ptr().cast::<i32>();
+        let mut at = [one; N];
+        for level in 0..super::DEPTH as usize {
+            // Levels 0-4 live at positions 1..32, level 5 at 32..64: two registers either way, and
+            // the permute reads a position's low five bits.
+            let half = if level < 5 { 0 } else { 32 };
+            for (at, nodes) in at.iter_mut().zip(nodes) {
+                // SAFETY: `half + 16 + 16 <= NODES`, so both loads are inside the tree's nodes.
+                let (low, high) = unsafe {
+                    let p = nodes.as_ptr().add(half).cast::<__m512i>();
+                    (_mm512_loadu_si512(p), _mm512_loadu_si512(p.add(1)))
+                };
+                let node = _mm512_permutex2var_epi32(low, *at, high);
+                // SAFETY: the offsets in `nodes` are inside a block (the caller's contract).
+                let bin = unsafe {
+                    if level < 3 {
+                        // At most four nodes on this level: load their columns and pick each
+                        // lane's, which costs less than a gather.
+                        select(base, nodes, level, *at)
+                    } else {
+                        // offset | lane: where the lane's bin for this node's column is.
+                        let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);
+                        _mm512_i32gather_epi32::<4>(index, base)
+                    }
+                };
+                let second = _mm512_cmpge_epu32_mask(bin, node);
+                let doubled = _mm512_add_epi32(*at, *at);
+                *at = _mm512_mask_add_epi32(doubled, second, doubled, one);
+            }
+        }
+        // SAFETY: `sums` is one block of `LANES` values.
+        let mut sum = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
+        for (at, leaves) in at.iter().zip(leaves) {
+            // SAFETY: four loads of sixteen inside the tree's 64 leaves.
+            let (lower, upper) = unsafe {
+                let p = leaves.as_ptr();
+                (
+                    _mm512_permutex2var_ps(_mm512_loadu_ps(p), *at, _mm512_loadu_ps(p.add(16))),
+                    _mm512_permutex2var_ps(_mm512_loadu_ps(p.add(32)), *at, _mm512_loadu_ps(p.add(48))),
+                )
+            };
+            // Positions 64..128 are leaves 0..64: bit 5 picks the upper half.
+            let in_upper = _mm512_test_epi32_mask(*at, upper_half);
+            sum = _mm512_add_ps(sum, _mm512_mask_blend_ps(in_upper, lower, upper));
+        }
+        // SAFETY: as the load.
+        unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), sum) };
+    }
+}
+
+/// Each lane's bin for its node on `level` (0, 1 or 2), from the level's one, two or four columns.
+///
+/// # Safety
+/// AVX-512F, and the offsets of `nodes` at positions `1..8` are inside the block at `base`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn select(base: *const i32, nodes: &[u32; NODES], level: usize, at: __m512i) -> __m512i {
+    // SAFETY: the caller's contract: every offset names a column of `LANES` values in the block.
+    let column = |position: usize| unsafe { _mm512_loadu_si512(base.add((nodes[position] & 0xFFFF) as usize).cast()) };
+    let first = 1 << level;
+    match level {
+        0 => column(1),
+        1 => {
+            let odd = _mm512_test_epi32_mask(at, _mm512_set1_epi32(1));
+            _mm512_mask_blend_epi32(odd, column(2), column(3))
+        }
+        _ => {
+            let odd = _mm512_test_epi32_mask(at, _mm512_set1_epi32(1));
+            let upper = _mm512_test_epi32_mask(at, _mm512_set1_epi32(2));
+            let low = _mm512_mask_blend_epi32(odd, column(first), column(first + 1));
+            let high = _mm512_mask_blend_epi32(odd, column(first + 2), column(first + 3));
+            _mm512_mask_blend_epi32(upper, low, high)
+        }
+    }
+}

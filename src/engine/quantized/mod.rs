@@ -1,0 +1,287 @@
+//! The forest in a second, faster form: every split threshold replaced by its rank among its
+//! feature's thresholds, every tree laid out as a perfect binary tree of depth 6, and rows walked
+//! sixteen at a time with AVX-512 (`avx512.rs`).
+//!
+//! Exact by construction. For a feature's sorted distinct thresholds `t_0 < t_1 < …`, a value's
+//! bin is the number of thresholds at or below it, and `x < t_k` holds exactly when `bin(x) <= k`.
+//! So a walk over bins takes the same branches as the walk over floats, reaches the same leaves,
+//! and adds them in the same order with the same float additions.
+//!
+//! Missing values need no second test: a node whose missing values go left is stored mirrored,
+//! reading the feature's bins counted from the top and with its children swapped, so that "missing
+//! goes to the second child" holds for every node. A missing value's bin is then larger than any
+//! threshold, and one unsigned compare per node decides.
+//!
+//! The walk over floats (`Forest::margins_into`) stays as the reference and as the path for
+//! machines without AVX-512, for models this layout does not fit (a tree deeper than 6), and for
+//! batches too small to fill the lanes.
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+use super::Forest;
+
+/// Rows walked together: one 512-bit register of 32-bit lanes.
+pub(super) const LANES: usize = 16;
+/// Levels of the perfect layout; a deeper tree keeps the model on the reference walk.
+const DEPTH: u32 = 6;
+/// Nodes of a tree in the layout: positions 1..64 (0 unused), level `d` at `2^d..2^(d+1)`.
+const NODES: usize = 1 << DEPTH;
+/// A missing value's bin: above every threshold (a feature has at most `MAX_CUTS`).
+const MISSING: u32 = 0xFFFF;
+const MAX_CUTS: usize = 0xFFFE;
+/// Rows binned and walked per pass: their bins (2 × features × 4 bytes a row) stay in L1.
+const PASS_ROWS: usize = 16 * LANES;
+
+/// How the forest is walked: chosen once, at load, from the CPU (or forced with
+/// `XGSERVE_TRAVERSAL`, which is how the tests take each path on one machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traversal {
+    /// The walk over floats, on any CPU: the reference.
+    Portable,
+    /// Bins walked sixteen rows at a time with AVX-512F.
+    Avx512,
+}
+
+impl Traversal {
+    /// The fastest path this CPU has.
+    pub fn detect() -> Traversal {
+        if avx512_available() {
+            Traversal::Avx512
+        } else {
+            Traversal::Portable
+        }
+    }
+
+    /// `XGSERVE_TRAVERSAL` (`portable` or `avx512`) when set, else [`Traversal::detect`]. Asking for
+    /// a path this CPU lacks is an error, not a silent fallback: a test that forces a path must
+    /// take it.
+    pub fn from_env() -> Result<Traversal, String> {
+        match std::env::var("XGSERVE_TRAVERSAL").as_deref() {
+            Err(_) | Ok("") => Ok(Traversal::detect()),
+            Ok("portable") => Ok(Traversal::Portable),
+            Ok("avx512") if avx512_available() => Ok(Traversal::Avx512),
+            Ok("avx512") => Err("XGSERVE_TRAVERSAL=avx512, but this CPU has no AVX-512F".into()),
+            Ok(other) => Err(format!("XGSERVE_TRAVERSAL={other:?}: expected portable or avx512")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Traversal::Portable => "portable",
+            Traversal::Avx512 => "avx512",
+        }
+    }
+}
+
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The forest as bins and perfect trees.
+#[derive(Debug, Clone)]
+pub(super) struct Quantized {
+    /// Each feature's distinct split thresholds, ascending.
+    cuts: Vec<Vec<f32>>,
+    /// The same, padded with NaN to a power of two above their count, for a branch-free binary
+    /// search (NaN is never `<=` a value, so the padding is never counted).
+    search: Vec<Vec<f32>>,
+    /// Each tree's nodes by position: `threshold << 16 | lane offset`, where the offset
+    /// (`column * LANES`) names the bins column the node reads (columns `features..2 × features`
+    /// are the mirrored ones). A node that always takes its second child is 0.
+    nodes: Vec<[u32; NODES]>,
+    /// Each tree's leaf values by position below the last level (unreachable positions hold 0).
+    leaves: Vec<[f32; NODES]>,
+    features: usize,
+    base_margin: f32,
+}
+
+impl Quantized {
+    /// The layout of `forest`, or `None` when it does not fit: a tree deeper than 6, a feature
+    /// with more than 65,534 distinct thresholds, or too many features for a 16-bit offset.
+    pub(super) fn build(forest: &Forest) -> Option<Quantized> {
+        let features = forest.num_features;
+        if forest.trees.iter().any(|t| t.depth > DEPTH) || 2 * features * LANES > 0xFFFF {
+            return None;
+        }
+        let mut cuts = vec![Vec::new(); features];
+        for (feature, threshold) in forest.splits() {
+            cuts[feature].push(threshold);
+        }
+        for c in &mut cuts {
+            // -0.0 and 0.0 split alike (`x < -0.0` is `x < 0.0`): one cut.
+            c.sort_by(f32::total_cmp);
+            c.dedup_by(|a, b| a == b);
+        }
+        if cuts.iter().any(|c| c.len() > MAX_CUTS) {
+            return None;
+        }
+        let search = cuts
+            .iter()
+            .map(|c| {
+                let mut padded = c.clone();
+                padded.resize((c.len() + 1).next_power_of_two(), f32::NAN);
+                padded
+            })
+            .collect();
+        let mut quantized = Quantized {
+            cuts,
+            search,
+            nodes: Vec::with_capacity(forest.trees.len()),
+            leaves: Vec::with_capacity(forest.trees.len()),
+            features,
+            base_margin: forest.base_margin,
+        };
+        for tree in &forest.trees {
+            let (mut nodes, mut leaves) = ([0u32; NODES], [0f32; NODES]);
+            quantized.place(forest, tree.root as usize, 1, &mut nodes, &mut leaves);
+            quantized.nodes.push(nodes);
+            quantized.leaves.push(leaves);
+        }
+        Some(quantized)
+    }
+
+    /// Lays out the subtree at `slot` of `forest` at `position`.
+    fn place(
+        &self,
+        forest: &Forest,
+        slot: usize,
+        position: usize,
+        nodes: &mut [u32; NODES],
+        leaves: &mut [f32; NODES],
+    ) {
+        if position >= NODES {
+            leaves[position - NODES] = forest.leaf_values[slot];
+            return;
+        }
+        let node = forest.nodes[slot];
+        if node.is_leaf() {
+            // A leaf above the last level: always the second child, down to the last level.
+            nodes[position] = 0;
+            self.place(forest, slot, 2 * position + 1, nodes, leaves);
+            return;
+        }
+        let feature = node.feature as usize;
+        let cuts = &self.cuts[feature];
+        let rank = cuts.partition_point(|&c| c < node.threshold);
+        let (left, right) = (node.left as usize, node.left as usize + 1);
+        // Plain: `x < t_k` is `bin <= k`, so the second child (right) takes `bin >= k + 1`.
+        // Mirrored (missing goes left): the bin counted from the top is `K - bin`, and
+        // `bin <= k` is `K - bin >= K - k`: the second child is then the left one.
+        let (column, threshold, first, second) = if forest.default_left[slot] {
+            (self.features + feature, cuts.len() - rank, right, left)
+        } else {
+            (feature, rank + 1, left, right)
+        };
+        nodes[position] = ((threshold as u32) << 16) | (column * LANES) as u32;
+        self.place(forest, first, 2 * position, nodes, leaves);
+        self.place(forest, second, 2 * position + 1, nodes, leaves);
+    }
+
+    /// Writes the bins of `rows` (row-major, `features` wide, at most `LANES` rows) into a block:
+    /// `2 × features` columns of `LANES` values, each `bin << 16 | 0xFFFF` so that one unsigned
+    /// compare with a node's word tests `bin >= threshold`. Lanes past the rows repeat the last row.
+    /// The definition that `avx512::bin_block` is tested against.
+    #[cfg(test)]
+    fn bin_block(&self, rows: &[f32], block: &mut [u32]) {
+        let width = self.features;
+        let count = rows.len() / width;
+        for lane in 0..LANES {
+            let row = &rows[lane.min(count - 1) * width..][..width];
+            for (feature, (&x, cuts)) in row.iter().zip(&self.cuts).enumerate() {
+                let (plain, mirrored) = if x.is_nan() {
+                    (MISSING, MISSING)
+                } else {
+                    let bin = cuts.partition_point(|&c| c <= x);
+                    (bin as u32, (cuts.len() - bin) as u32)
+                };
+                block[feature * LANES + lane] = (plain << 16) | 0xFFFF;
+                block[(width + feature) * LANES + lane] = (mirrored << 16) | 0xFFFF;
+            }
+        }
+    }
+
+    /// Margins of a row-major matrix `features` wide into `out` (one slot per row), with AVX-512.
+    ///
+    /// # Panics
+    /// When the CPU has no AVX-512F: callers take this path only after [`Traversal::from_env`]
+    /// or [`Traversal::detect`] said it has.
+    pub(super) fn margins_avx512(&self, rows: &[f32], out: &mut [f32]) {
+        assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
+        let width = self.features;
+        let block_len = 2 * width * LANES;
+        let mut bins = vec![0u32; PASS_ROWS / LANES * block_len];
+        let mut sums = [0f32; PASS_ROWS];
+        for (pass, out) in rows.chunks(PASS_ROWS * width).zip(out.chunks_mut(PASS_ROWS)) {
+            let blocks = out.len().div_ceil(LANES);
+            let sums = &mut sums[..blocks * LANES];
+            sums.fill(self.base_margin);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F is present (asserted above); each block is `block_len` long and its
+            // rows are whole rows; the walk reads `blocks` blocks written by `bin_block`, whose
+            // values and the nodes' offsets stay inside a block.
+            unsafe {
+                for (rows, block) in pass.chunks(LANES * width).zip(bins.chunks_mut(block_len)) {
+                    avx512::bin_block(self, rows, block);
+                }
+                avx512::walk(self, &bins[..blocks * block_len], sums)
+            };
+            out.copy_from_slice(&sums[..out.len()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Forest {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ford_used_car_price/model.json");
+        Forest::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The AVX-512 binning writes what the scalar definition writes: for values on, below and
+    /// above every threshold, signed zeros, infinities and NaN, and for every block length.
+    #[test]
+    fn the_simd_bins_are_the_scalar_definitions() {
+        if !avx512_available() {
+            return; // nothing to compare on this CPU; the portable walk reads no bins
+        }
+        let forest = shipped();
+        let quantized = Quantized::build(&forest).unwrap();
+        let width = quantized.features;
+        let mut values = vec![-0.0f32, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        for c in quantized.cuts.iter().flatten() {
+            values.extend([*c, c.next_down(), c.next_up()]);
+        }
+        let block_len = 2 * width * LANES;
+        let mut checked = 0;
+        for (start, count) in (0..values.len()).step_by(7).zip((1..=LANES).cycle()) {
+            let rows: Vec<f32> = (0..count * width)
+                .map(|i| values[(start + i * 31) % values.len()])
+                .collect();
+            let (mut scalar, mut simd) = (vec![0u32; block_len], vec![0u32; block_len]);
+            quantized.bin_block(&rows, &mut scalar);
+            // SAFETY: AVX-512F is present; `rows` holds `count` whole rows, `simd` one block.
+            unsafe { avx512::bin_block(&quantized, &rows, &mut simd) };
+            assert_eq!(simd, scalar, "{count} rows from value {start}");
+            checked += 1;
+        }
+        assert!(checked > 500);
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_layout_keeps_the_model_on_the_reference_walk() {
+        let mut forest = shipped();
+        assert!(Quantized::build(&forest).is_some());
+        forest.trees[3].depth = DEPTH + 1;
+        assert!(Quantized::build(&forest).is_none());
+    }
+}
