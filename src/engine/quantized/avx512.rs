@@ -41,6 +41,13 @@ pub(super) unsafe fn bin_block(forest: &Quantized, rows: &[f32], block: &mut [u3
         };
         let mut bin = _mm512_setzero_si512();
         let mut half = search.len() / 2;
+        if half > 0 {
+            // Every lane's first probe is the middle threshold: a broadcast, not a gather.
+            let cut = _mm512_set1_ps(search[half - 1]);
+            let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
+            bin = _mm512_maskz_mov_epi32(at_or_below, _mm512_set1_epi32(half as i32));
+            half /= 2;
+        }
         while half > 0 {
             let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
             // SAFETY: `bin` sums distinct smaller halves, so `bin + half - 1 < search.len()`.

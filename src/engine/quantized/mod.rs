@@ -217,7 +217,9 @@ impl Quantized {
         assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
         let width = self.features;
         let block_len = 2 * width * LANES;
-        let mut bins = vec![0u32; PASS_ROWS / LANES * block_len];
+        // Sized to the batch: a 100-row request zeroes 7 blocks, not a whole pass's 16.
+        let most = out.len().min(PASS_ROWS).div_ceil(LANES);
+        let mut bins = vec![0u32; most * block_len];
         let mut sums = [0f32; PASS_ROWS];
         for (pass, out) in rows.chunks(PASS_ROWS * width).zip(out.chunks_mut(PASS_ROWS)) {
             let blocks = out.len().div_ceil(LANES);
