@@ -123,6 +123,7 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     let mut server = common::process::Process::spawn_piped(
         "serve",
         Command::new(env!("CARGO_BIN_EXE_xgserve"))
+            .env_remove("XGSERVE_TRAVERSAL")
             .args([
                 "serve",
                 "--host",
@@ -160,6 +161,11 @@ fn serve_reloads_on_sighup_and_exits_cleanly_on_sigterm() {
     let address = ready["fields"]["address"].as_str().unwrap().to_owned();
     let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     assert!(ready["fields"]["startup_ms"].as_u64().is_some());
+    // The traversal the engine took: the CPU's fastest, with XGSERVE_TRAVERSAL unset.
+    assert_eq!(
+        ready["fields"]["traversal"],
+        xgserve::engine::Traversal::detect().name()
+    );
     let (ok, _, stderr) = xgserve(&["healthcheck", "--url", &format!("http://{address}/readyz")]);
     assert!(ok, "{stderr}");
     let (head, _) = common::process::http_exchange(

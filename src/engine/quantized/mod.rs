@@ -57,12 +57,17 @@ impl Traversal {
     /// a path this CPU lacks is an error, not a silent fallback: a test that forces a path must
     /// take it.
     pub fn from_env() -> Result<Traversal, String> {
-        match std::env::var("XGSERVE_TRAVERSAL").as_deref() {
-            Err(_) | Ok("") => Ok(Traversal::detect()),
-            Ok("portable") => Ok(Traversal::Portable),
-            Ok("avx512") if avx512_available() => Ok(Traversal::Avx512),
-            Ok("avx512") => Err("XGSERVE_TRAVERSAL=avx512, but this CPU has no AVX-512F".into()),
-            Ok(other) => Err(format!("XGSERVE_TRAVERSAL={other:?}: expected portable or avx512")),
+        Traversal::chosen(std::env::var("XGSERVE_TRAVERSAL").ok().as_deref(), avx512_available())
+    }
+
+    /// What `XGSERVE_TRAVERSAL`'s value asks for on a CPU with or without AVX-512F.
+    fn chosen(value: Option<&str>, avx512: bool) -> Result<Traversal, String> {
+        match value {
+            None | Some("") if avx512 => Ok(Traversal::Avx512),
+            None | Some("") | Some("portable") => Ok(Traversal::Portable),
+            Some("avx512") if avx512 => Ok(Traversal::Avx512),
+            Some("avx512") => Err("XGSERVE_TRAVERSAL=avx512, but this CPU has no AVX-512F".into()),
+            Some(other) => Err(format!("XGSERVE_TRAVERSAL={other:?}: expected portable or avx512")),
         }
     }
 
@@ -277,6 +282,20 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 500);
+    }
+
+    /// Unset picks the CPU's fastest; a path the CPU lacks is refused, not quietly replaced (a
+    /// CPU without AVX-512 is simulated: CI's machine has it).
+    #[test]
+    fn the_variable_picks_a_path_and_refuses_one_the_cpu_lacks() {
+        assert_eq!(Traversal::chosen(None, true), Ok(Traversal::Avx512));
+        assert_eq!(Traversal::chosen(Some(""), false), Ok(Traversal::Portable));
+        assert_eq!(Traversal::chosen(Some("portable"), true), Ok(Traversal::Portable));
+        assert_eq!(Traversal::chosen(Some("avx512"), true), Ok(Traversal::Avx512));
+        let refused = Traversal::chosen(Some("avx512"), false).unwrap_err();
+        assert_eq!(refused, "XGSERVE_TRAVERSAL=avx512, but this CPU has no AVX-512F");
+        let unknown = Traversal::chosen(Some("AVX512"), true).unwrap_err();
+        assert_eq!(unknown, "XGSERVE_TRAVERSAL=\"AVX512\": expected portable or avx512");
     }
 
     #[test]
