@@ -4,66 +4,13 @@
 
 mod common;
 
-use ndarray::Array2;
 use xgserve::bundle::Model;
 use xgserve::engine::libxgboost::LibXgboost;
 use xgserve::engine::Forest;
 
-/// A small deterministic generator (xorshift64*), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-fn random_rows(forest: &Forest, rows: usize, seed: u64) -> Array2<f32> {
-    let width = forest.num_features();
-    let mut thresholds = vec![Vec::new(); width];
-    for (feature, value) in forest.splits() {
-        thresholds[feature].push(value);
-    }
-    let mut rng = Rng(seed);
-    Array2::from_shape_fn((rows, width), |(_, feature)| {
-        let on_split = |rng: &mut Rng| {
-            let list = &thresholds[feature];
-            if list.is_empty() {
-                0.0
-            } else {
-                list[rng.below(list.len())]
-            }
-        };
-        match rng.below(10) {
-            0 => f32::NAN,
-            1 => 0.0,
-            2 | 3 => on_split(&mut rng),
-            4 => {
-                let t = on_split(&mut rng);
-                if rng.below(2) == 0 {
-                    t.next_down()
-                } else {
-                    t.next_up()
-                }
-            }
-            5 => (rng.unit() - 0.5) * 1e6,
-            _ => (rng.unit() - 0.5) * 6.0,
-        }
-    })
-}
-
 fn assert_identical(name: &str, bytes: &[u8], forest: &Forest, rows: usize, seed: u64) -> usize {
     let reference = LibXgboost::from_slice(bytes).unwrap();
-    let features = random_rows(forest, rows, seed);
+    let features = common::rows::random_rows(forest, rows, seed, false);
     let ours = forest.predict(features.view()).unwrap();
     let theirs = reference.predict(features.view()).unwrap();
     assert_eq!(ours.len(), theirs.len());

@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 
-use serde::Deserialize;
 use xgserve::bundle::{single_row, Model};
 use xgserve::input::{decode_csv, Limits};
 
@@ -26,16 +25,6 @@ fn every_prediction_is_written_as_python_writes_it() {
         count += 1;
     }
     assert_eq!(count, 17_965);
-}
-
-#[derive(Deserialize)]
-struct Reference {
-    predictions: Vec<Option<f32>>,
-}
-
-fn reference_predictions(path: &Path) -> Vec<Option<f32>> {
-    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    reference.predictions
 }
 
 /// Scores every row of the data set and counts exact (bitwise) matches with Python's predictions.
@@ -72,7 +61,7 @@ fn exact_matches(model: &Model, expected: &[Option<f32>]) -> usize {
 #[test]
 fn shipped_bundle_equals_python_on_every_row_of_the_data_set() {
     let model = Model::load(common::shipped_bundle()).unwrap();
-    let expected = reference_predictions(&common::reference().join("ford/ford_predictions.json"));
+    let expected = common::reference_predictions(&common::reference().join("ford/ford_predictions.json"));
     let matches = exact_matches(&model, &expected);
     eprintln!(
         "shipped bundle: {matches}/{} rows bit-identical to Python",
@@ -120,7 +109,7 @@ fn exported_round_trip_pipelines_equal_python_on_every_row() {
         let bundle = dir.join(name);
         let model = Model::load(&bundle).unwrap_or_else(|e| panic!("{e}"));
         assert!(model.parity.0 > 250, "{name}: parity cases checked: {:?}", model.parity);
-        let expected = reference_predictions(&bundle.join("predictions.json"));
+        let expected = common::reference_predictions(&bundle.join("predictions.json"));
         let matches = exact_matches(&model, &expected);
         eprintln!("{name}: {matches}/{} rows bit-identical to Python", expected.len());
         assert_eq!(matches, expected.len(), "{name}");

@@ -9,20 +9,17 @@ mod common;
 use std::process::Command;
 
 use ndarray::Array2;
-use serde::Deserialize;
 use xgserve::bundle::{single_row, Model};
 use xgserve::engine::{Forest, Traversal};
 use xgserve::input::{decode_columnar, decode_csv, Limits};
 
-#[derive(Deserialize)]
-struct Reference {
-    predictions: Vec<Option<f32>>,
-}
-
+/// Python's prediction for every Ford row (it scores them all).
 fn python_predictions() -> Vec<f32> {
     let path = common::reference().join("ford/ford_predictions.json");
-    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    reference.predictions.into_iter().map(Option::unwrap).collect()
+    common::reference_predictions(&path)
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
 }
 
 fn bits(values: &[f32]) -> Vec<u32> {
@@ -105,26 +102,6 @@ fn every_traversal_scores_every_ford_row_and_parity_case_as_python_does() {
     }
 }
 
-/// Rows whose every feature sits on one of the model's thresholds, on the float just below or just
-/// above it, or is -0.0, 0.0, an infinity or missing, mixed so that each tree meets them on every
-/// path; `rows` of them, reproducibly.
-fn threshold_rows(forest: &Forest, rows: usize) -> Array2<f32> {
-    let width = forest.num_features();
-    let mut values: Vec<Vec<f32>> = vec![vec![-0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]; width];
-    for (feature, threshold) in forest.splits() {
-        values[feature].extend([threshold, threshold.next_down(), threshold.next_up()]);
-    }
-    // A fixed xorshift: the same rows on every run.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    Array2::from_shape_fn((rows, width), |(_, f)| values[f][next() as usize % values[f].len()])
-}
-
 #[test]
 fn the_fast_walk_takes_the_reference_walks_branch_at_every_threshold() {
     let mut forests = vec![(
@@ -146,7 +123,7 @@ fn the_fast_walk_takes_the_reference_walks_branch_at_every_threshold() {
     }
     let mut fast = 0;
     for (name, forest) in &forests {
-        let features = threshold_rows(forest, 5_000);
+        let features = common::rows::random_rows(forest, 5_000, 0x9E37_79B9_7F4A_7C15, true);
         let reference = forest
             .clone()
             .with_traversal(Traversal::Portable)

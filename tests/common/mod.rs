@@ -22,6 +22,16 @@ pub fn reference() -> PathBuf {
     dir
 }
 
+/// Predictions the Python pipeline wrote (`{"predictions": [...]}`, null where it refused a row).
+pub fn reference_predictions(path: &Path) -> Vec<Option<f32>> {
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        predictions: Vec<Option<f32>>,
+    }
+    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    reference.predictions
+}
+
 /// The Ford data set, never committed; `tests/run` checks it is there.
 pub fn ford_csv() -> PathBuf {
     let path = std::env::var_os("XGSERVE_DATA").map_or_else(|| repo().join("../shared/data/ford.csv"), PathBuf::from);
@@ -58,6 +68,7 @@ pub mod browser;
 pub mod http;
 pub mod logs;
 pub mod process;
+pub mod rows;
 #[cfg(feature = "stream")]
 pub mod seed_events;
 #[cfg(feature = "stream")]
