@@ -209,7 +209,7 @@ impl Forest {
     fn margins_into(&self, features: &[f32], out: &mut [f32]) {
         if let Some(quantized) = &self.quantized {
             if self.traversal == Traversal::Avx512 && out.len() >= MIN_SIMD_ROWS {
-                return quantized.margins_avx512(features, out);
+                return quantized.margins_avx512(features, self.base_margin, out);
             }
         }
         self.reference_margins_into(features, out);

@@ -360,15 +360,21 @@ impl ConsumerContext for Context {
     /// The broker's answer to a commit, synchronous or not: which offsets it took, and when, is
     /// what shows how commits from several members interleave on a rebalance.
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let offsets: Vec<(String, i32, Offset)> = offsets
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition(), e.offset()))
-            .collect();
+        // Every batch's commit comes here: the list is built only when it is logged.
+        let named = || -> Vec<(String, i32, Offset)> {
+            offsets
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition(), e.offset()))
+                .collect()
+        };
         match result {
-            Ok(()) => tracing::debug!(?offsets, "the broker took the commit"),
+            Ok(()) if tracing::enabled!(tracing::Level::DEBUG) => {
+                tracing::debug!(offsets = ?named(), "the broker took the commit")
+            }
+            Ok(()) => {}
             Err(e) => {
-                tracing::warn!(error = %e, ?offsets, "the broker refused a commit; those records are consumed again")
+                tracing::warn!(error = %e, offsets = ?named(), "the broker refused a commit; those records are consumed again")
             }
         }
     }

@@ -105,7 +105,6 @@ pub(super) struct Quantized {
     /// Each tree's leaf values by position below the last level (unreachable positions hold 0).
     leaves: Vec<[f32; NODES]>,
     features: usize,
-    base_margin: f32,
 }
 
 impl Quantized {
@@ -142,7 +141,6 @@ impl Quantized {
             nodes: Vec::with_capacity(forest.trees.len()),
             leaves: Vec::with_capacity(forest.trees.len()),
             features,
-            base_margin: forest.base_margin,
         };
         for tree in &forest.trees {
             let (mut nodes, mut leaves) = ([0u32; NODES], [0f32; NODES]);
@@ -213,12 +211,13 @@ impl Quantized {
         }
     }
 
-    /// Margins of a row-major matrix `features` wide into `out` (one slot per row), with AVX-512.
+    /// Margins of a row-major matrix `features` wide into `out` (one slot per row), each starting
+    /// at `base_margin`, with AVX-512.
     ///
     /// # Panics
     /// When the CPU has no AVX-512F: callers take this path only after [`Traversal::from_env`]
     /// or [`Traversal::detect`] said it has.
-    pub(super) fn margins_avx512(&self, rows: &[f32], out: &mut [f32]) {
+    pub(super) fn margins_avx512(&self, rows: &[f32], base_margin: f32, out: &mut [f32]) {
         assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
         let width = self.features;
         let block_len = 2 * width * LANES;
@@ -229,7 +228,7 @@ impl Quantized {
         for (pass, out) in rows.chunks(PASS_ROWS * width).zip(out.chunks_mut(PASS_ROWS)) {
             let blocks = out.len().div_ceil(LANES);
             let sums = &mut sums[..blocks * LANES];
-            sums.fill(self.base_margin);
+            sums.fill(base_margin);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F is present (asserted above); each block is `block_len` long and its
             // rows are whole rows; the walk reads `blocks` blocks written by `bin_block`, whose
