@@ -1,5 +1,5 @@
-//! Preprocess + predict with the shipped bundle for batches of 1, 100 and 10,000 rows, and libxgboost
-//! on the same rows in the same run (with `--features libxgboost`), one thread each; the exact
+//! Preprocess + predict with the shipped bundle for batches of 1, 100 and 10,000 rows (and each stage
+//! alone), and libxgboost on the same rows in the same run (with `--features libxgboost`), one thread each; the exact
 //! contributions (TreeSHAP) of the same rows against libxgboost's `pred_contribs`; the whole
 //! request path of `/predict` (decode, predict, encode), alone and through the router; and the
 //! stream bridge's work on a batch of Debezium events, without Kafka.
@@ -72,6 +72,16 @@ fn bench(c: &mut Criterion) {
                 let features = model.preprocessor.transform(black_box(batch)).unwrap();
                 reference.predict(features.view()).unwrap()
             })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("preprocess-only");
+    for rows in BATCHES {
+        let batch = cars(&model, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::new("xgserve", rows), &batch, |b, batch| {
+            b.iter(|| model.preprocessor.transform(black_box(batch)).unwrap())
         });
     }
     group.finish();
