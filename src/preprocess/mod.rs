@@ -151,9 +151,6 @@ fn spec_error(message: impl Into<String>) -> SpecError {
     SpecError(message.into())
 }
 
-type FastMap<V> = Lookup<V>;
-type FastSet = Lookup<()>;
-
 /// A checked, ready-to-run preprocessing spec.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
@@ -183,7 +180,7 @@ struct Program {
 #[derive(Debug, Clone)]
 enum TextStep {
     Strip,
-    KeepOrReplace { keep: FastSet, replacement: String },
+    KeepOrReplace { keep: Lookup<()>, replacement: String },
     Impute(String),
 }
 
@@ -206,15 +203,15 @@ enum NumberStep {
 enum Encoder {
     /// Category → output offset within the column's features (`None` = the dropped one).
     OneHot {
-        lookup: FastMap<Option<usize>>,
+        lookup: Lookup<Option<usize>>,
         refuse_unknown: bool,
     },
     Ordinal {
-        lookup: FastMap<usize>,
+        lookup: Lookup<usize>,
         unknown: Option<f64>,
     },
     Map {
-        map: FastMap<f64>,
+        map: Lookup<f64>,
         default: f64,
     },
 }
@@ -299,10 +296,10 @@ impl Preprocessor {
         // One-hot cells not set to 1.0 keep this value: a sparse output has them missing, not zero.
         let unset = if self.spec.zeros_are_missing { f32::NAN } else { 0.0 };
         let mut out = vec![unset; batch.rows * width];
+        let mut chunk = [0f64; CHUNK];
         for program in &self.programs {
             match &batch.columns[program.input] {
                 Column::Number(values) => {
-                    let mut chunk = [0f64; CHUNK];
                     for (n, values) in values.chunks(CHUNK).enumerate() {
                         let xs = &mut chunk[..values.len()];
                         program
@@ -430,18 +427,8 @@ impl Program {
                 }
                 return Ok(());
             }
-            match *step {
-                NumberStep::Log1p => xs.iter_mut().for_each(|x| *x = x.ln_1p()),
-                NumberStep::Standardize { mean, scale } => match (mean, scale) {
-                    (Some(m), Some(s)) => xs.iter_mut().for_each(|x| *x = (*x - m) / s),
-                    (Some(m), None) => xs.iter_mut().for_each(|x| *x -= m),
-                    (None, Some(s)) => xs.iter_mut().for_each(|x| *x /= s),
-                    (None, None) => {}
-                },
-                NumberStep::MinMax { .. } | NumberStep::Impute(_) => {
-                    xs.iter_mut().for_each(|x| *x = step.apply(*x));
-                }
-            }
+            // The step is the same for every value, so its match is hoisted out of the loop.
+            xs.iter_mut().for_each(|x| *x = step.apply(*x));
         }
         Ok(())
     }
@@ -595,7 +582,7 @@ fn compile_block(inputs: &[InputSpec], block: &spec::BlockSpec, offset: usize) -
         match step {
             StepSpec::Strip => programs.iter_mut().for_each(|p| p.text.push(TextStep::Strip)),
             StepSpec::KeepOrReplace { keep, replacement } => {
-                let keep: FastSet = keep.iter().map(|k| (k.clone(), ())).collect();
+                let keep: Lookup<()> = keep.iter().map(|k| (k.clone(), ())).collect();
                 for p in &mut programs {
                     p.text.push(TextStep::KeepOrReplace {
                         keep: keep.clone(),
