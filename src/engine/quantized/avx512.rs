@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Quantized, LANES, MISSING, NODES};
+use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS};
 
 /// Trees walked in lockstep. Measured on this project's machine: 4 beat 1, 2, 3, 6, 8 and 16
 /// (more spill registers; two blocks at a time gained nothing, so throughput bounds it).
@@ -16,7 +16,9 @@ const TREES: usize = 4;
 
 /// Writes the bins of `rows` (whole rows, at most `LANES`) into `block`, as the scalar
 /// `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered and searched
-/// together, one gather per halving of the feature's padded thresholds.
+/// together. Each halving of the feature's padded thresholds picks each lane's probe from the ones
+/// it can reach: the first by broadcast, the next five by a permute from one or two registers (see
+/// `probes`), the rest by a gather.
 ///
 /// # Safety
 /// The CPU has AVX-512F; `rows` holds 1 to `LANES` whole rows and `block` is
@@ -42,21 +44,33 @@ pub(super) unsafe fn bin_block(forest: &Quantized, rows: &[f32], block: &mut [u3
             )
         };
         let mut bin = _mm512_setzero_si512();
-        let mut half = search.len() / 2;
-        if half > 0 {
-            // Every lane's first probe is the middle threshold: a broadcast, not a gather.
-            let cut = _mm512_set1_ps(search[half - 1]);
-            let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
-            bin = _mm512_maskz_mov_epi32(at_or_below, _mm512_set1_epi32(half as i32));
-            half /= 2;
-        }
-        while half > 0 {
-            let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
-            // SAFETY: `bin` sums distinct smaller halves, so `bin + half - 1 < search.len()`.
-            let cut = unsafe { _mm512_i32gather_ps::<4>(probe, search.as_ptr()) };
+        let span = search.len().trailing_zeros();
+        for halving in 0..span {
+            let half = search.len() >> (halving + 1);
+            // Which of the thresholds this halving can probe a lane's bin so far points to.
+            let which = || _mm512_srl_epi32(bin, _mm_cvtsi32_si128((span - halving) as i32));
+            let probes = |h: u32| forest.probes[feature][h as usize - 1].as_ptr();
+            // SAFETY: the loads are inside a feature's `2 × LANES` probes; a gathered `bin` sums
+            // distinct smaller halves, so `bin + half - 1 < search.len()`.
+            let cut = unsafe {
+                match halving {
+                    // Every lane's first probe is the middle threshold: a broadcast.
+                    0 => _mm512_set1_ps(search[half - 1]),
+                    // Up to sixteen thresholds: one register.
+                    h if 1 << h <= LANES => _mm512_permutexvar_ps(which(), _mm512_loadu_ps(probes(h))),
+                    // Up to thirty-two: two.
+                    h if h as usize <= PROBED_HALVINGS => {
+                        let p = probes(halving);
+                        _mm512_permutex2var_ps(_mm512_loadu_ps(p), which(), _mm512_loadu_ps(p.add(LANES)))
+                    }
+                    _ => {
+                        let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
+                        _mm512_i32gather_ps::<4>(probe, search.as_ptr())
+                    }
+                }
+            };
             let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
             bin = _mm512_mask_add_epi32(bin, at_or_below, bin, _mm512_set1_epi32(half as i32));
-            half /= 2;
         }
         let missing = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
         let cuts = _mm512_set1_epi32(forest.cuts[feature].len() as i32);

@@ -32,6 +32,27 @@ const MISSING: u32 = 0xFFFF;
 const MAX_CUTS: usize = 0xFFFE;
 /// Rows binned and walked per pass: their bins (2 × features × 4 bytes a row) stay in L1.
 const PASS_ROWS: usize = 16 * LANES;
+/// Halvings of a search after the first whose thresholds are permuted from registers: halving `h`
+/// can probe `2^h` thresholds, and two registers hold 32.
+const PROBED_HALVINGS: usize = 5;
+
+/// What halvings 1 to `PROBED_HALVINGS` of the binary search over `search` (a power of two long)
+/// can probe. Halving `h` steps by `half = len >> (h + 1)` from a bin that is a multiple of
+/// `2 × half`, so it probes `search[m × 2 × half + half - 1]` for `m` below `2^h`. Slots a
+/// halving cannot reach, and the halvings of a short search, hold NaN.
+fn probes(search: &[f32]) -> [[f32; 2 * LANES]; PROBED_HALVINGS] {
+    let mut probes = [[f32::NAN; 2 * LANES]; PROBED_HALVINGS];
+    for (h, probes) in (1..).zip(&mut probes) {
+        let half = search.len() >> (h + 1);
+        if half == 0 {
+            break;
+        }
+        for (m, probe) in probes.iter_mut().take(1 << h).enumerate() {
+            *probe = search[m * 2 * half + half - 1];
+        }
+    }
+    probes
+}
 
 /// How the forest is walked: chosen once, at load, from the CPU (or forced with
 /// `XGSERVE_TRAVERSAL`, which is how the tests take each path on one machine).
@@ -98,6 +119,10 @@ pub(super) struct Quantized {
     /// The same, padded with NaN to a power of two above their count, for a branch-free binary
     /// search (NaN is never `<=` a value, so the padding is never counted).
     search: Vec<Vec<f32>>,
+    /// For the first halvings of each feature's search, every threshold they can probe, so that a
+    /// permute from registers replaces a gather: `probes[f][h - 1][m]` is what halving `h` (1 to
+    /// `PROBED_HALVINGS`) probes for a lane whose bin so far is `m` of that halving's spans.
+    probes: Vec<[[f32; 2 * LANES]; PROBED_HALVINGS]>,
     /// Each tree's nodes by position: `threshold << 16 | lane offset`, where the offset
     /// (`column * LANES`) names the bins column the node reads (columns `features..2 × features`
     /// are the mirrored ones). A node that always takes its second child is 0.
@@ -127,7 +152,7 @@ impl Quantized {
         if cuts.iter().any(|c| c.len() > MAX_CUTS) {
             return None;
         }
-        let search = cuts
+        let search: Vec<Vec<f32>> = cuts
             .iter()
             .map(|c| {
                 let mut padded = c.clone();
@@ -135,9 +160,11 @@ impl Quantized {
                 padded
             })
             .collect();
+        let probes = search.iter().map(|s| probes(s)).collect();
         let mut quantized = Quantized {
             cuts,
             search,
+            probes,
             nodes: Vec::with_capacity(forest.trees.len()),
             leaves: Vec::with_capacity(forest.trees.len()),
             features,
