@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 use xgserve::bundle::{single_row, Model};
 use xgserve::engine::{Forest, Traversal};
 use xgserve::input::{decode_columnar, decode_csv, Limits};
@@ -47,6 +47,16 @@ fn every_traversal_scores_every_ford_row_and_parity_case_as_python_does() {
     let features = model.preprocessor.transform(&batch).unwrap();
     let expected = python_predictions();
     assert_eq!(features.nrows(), 17_965);
+    // What `Model::predict` hands the engine: the same features, column after column.
+    let by_columns = model
+        .preprocessor
+        .transform_counting_by_columns(&batch, &mut [])
+        .unwrap();
+    assert!(by_columns.t().is_standard_layout() && !by_columns.is_standard_layout());
+    assert_eq!(
+        bits(by_columns.as_slice_memory_order().unwrap()),
+        bits(features.t().as_standard_layout().as_slice().unwrap())
+    );
 
     let parity: serde_json::Value =
         serde_json::from_slice(&std::fs::read(common::shipped_bundle().join("parity.json")).unwrap()).unwrap();
@@ -69,26 +79,33 @@ fn every_traversal_scores_every_ford_row_and_parity_case_as_python_does() {
     for traversal in common::traversals() {
         let forest = model.forest.clone().with_traversal(traversal);
         assert_eq!(forest.traversal(), traversal, "the shipped model fits every traversal");
-        let got = forest.predict(features.view()).unwrap();
-        let wrong: Vec<usize> = (0..got.len())
-            .filter(|&r| got[r].to_bits() != expected[r].to_bits())
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "{}: {} of 17,965 rows differ from Python, first row {:?}",
-            traversal.name(),
-            wrong.len(),
-            wrong.first()
-        );
-        // Every way a batch can end inside a block of sixteen lanes, and around a pass of 256 rows.
-        for rows in (8..=48).chain([100, 255, 256, 257, 1000]) {
-            let part = forest.predict(features.slice(ndarray::s![..rows, ..])).unwrap();
-            assert_eq!(
-                bits(&part),
-                bits(&expected[..rows]),
-                "{}, {rows} rows",
-                traversal.name()
+        for (layout, features) in [("rows", &features), ("columns", &by_columns)] {
+            let got = forest.predict(features.view()).unwrap();
+            let wrong: Vec<usize> = (0..got.len())
+                .filter(|&r| got[r].to_bits() != expected[r].to_bits())
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "{}, by {layout}: {} of 17,965 rows differ from Python, first row {:?}",
+                traversal.name(),
+                wrong.len(),
+                wrong.first()
             );
+        }
+        // Every way a batch can end inside a block of sixteen lanes, and around a pass of 256 rows,
+        // row after row and column after column.
+        for rows in (8..=48).chain([100, 255, 256, 257, 1000]) {
+            let part = features.slice(ndarray::s![..rows, ..]);
+            let mut columns = Array2::zeros((rows, part.ncols()).f());
+            columns.assign(&part);
+            for (layout, part) in [("rows", part), ("columns", columns.view())] {
+                assert_eq!(
+                    bits(&forest.predict(part).unwrap()),
+                    bits(&expected[..rows]),
+                    "{}, {rows} rows by {layout}",
+                    traversal.name()
+                );
+            }
         }
         let got = forest.predict(case_features.view()).unwrap();
         for (&(case, want), got) in scored.iter().zip(&got) {

@@ -198,6 +198,12 @@ impl Forest {
             });
         }
         let mut out = vec![0.0f32; features.nrows()];
+        // Column after column (as `Preprocessor::transform_counting_by_columns` lays them out),
+        // the AVX-512 walk reads the features as they are; any other layout is made row after row.
+        if let (Some(columns), Some(quantized)) = (features.t().as_slice(), self.fast_walk(out.len())) {
+            quantized.margins_avx512(quantized::Layout::Columns(columns), self.base_margin, &mut out);
+            return Ok(out);
+        }
         let contiguous = features.as_standard_layout();
         if let Some(rows) = contiguous.as_slice() {
             self.margins_into(rows, &mut out);
@@ -207,12 +213,16 @@ impl Forest {
 
     /// Margins of a row-major matrix whose width is `num_features`; `out` has one slot per row.
     fn margins_into(&self, features: &[f32], out: &mut [f32]) {
-        if let Some(quantized) = &self.quantized {
-            if self.traversal == Traversal::Avx512 && out.len() >= MIN_SIMD_ROWS {
-                return quantized.margins_avx512(features, self.base_margin, out);
-            }
+        match self.fast_walk(out.len()) {
+            Some(quantized) => quantized.margins_avx512(quantized::Layout::Rows(features), self.base_margin, out),
+            None => self.reference_margins_into(features, out),
         }
-        self.reference_margins_into(features, out);
+    }
+
+    /// The AVX-512 layout, when `rows` rows take that walk.
+    fn fast_walk(&self, rows: usize) -> Option<&quantized::Quantized> {
+        let fast = self.traversal == Traversal::Avx512 && rows >= MIN_SIMD_ROWS;
+        self.quantized.as_ref().filter(|_| fast)
     }
 
     /// The reference walk: floats compared as the model file has them, eight trees in lockstep.

@@ -9,7 +9,7 @@ pub mod spec;
 
 use std::collections::HashSet;
 
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 
 use lookup::Lookup;
 pub use spec::{ColumnKind, InputSpec, Spec, StepSpec, Unknown};
@@ -291,11 +291,27 @@ impl Preprocessor {
     /// As [`Self::transform`], also adding to `unknown[i]` the values of input `i` that were not a
     /// known category (nulls included) and took the encoder's fallback. `unknown` may be empty.
     pub fn transform_counting(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Array2<f32>, InputError> {
+        let out = self.transform_into(batch, unknown, false)?;
+        Ok(Array2::from_shape_vec((batch.rows, self.spec.num_features), out).expect("rows × width values"))
+    }
+
+    /// As [`Self::transform_counting`], the same values laid out column by column (Fortran order):
+    /// what the AVX-512 walk reads sixteen rows of at a time, with loads rather than gathers.
+    pub fn transform_counting_by_columns(&self, batch: &Batch, unknown: &mut [u64]) -> Result<Array2<f32>, InputError> {
+        let out = self.transform_into(batch, unknown, true)?;
+        let shape = (batch.rows, self.spec.num_features).f();
+        Ok(Array2::from_shape_vec(shape, out).expect("rows × width values"))
+    }
+
+    /// The features of `batch`, row after row or (`by_columns`) column after column.
+    fn transform_into(&self, batch: &Batch, unknown: &mut [u64], by_columns: bool) -> Result<Vec<f32>, InputError> {
         self.check_shape(batch)?;
-        let width = self.spec.num_features;
+        let (rows, width) = (batch.rows, self.spec.num_features);
+        // Where feature `j` of row `row` goes.
+        let cell = |row: usize, j: usize| if by_columns { j * rows + row } else { row * width + j };
         // One-hot cells not set to 1.0 keep this value: a sparse output has them missing, not zero.
         let unset = if self.spec.zeros_are_missing { f32::NAN } else { 0.0 };
-        let mut out = vec![unset; batch.rows * width];
+        let mut out = vec![unset; rows * width];
         let mut chunk = [0f64; CHUNK];
         for program in &self.programs {
             match &batch.columns[program.input] {
@@ -305,20 +321,23 @@ impl Preprocessor {
                         program
                             .numbers(values, xs)
                             .map_err(|(i, e)| e.at(&program.name, n * CHUNK + i))?;
-                        let cells = out[n * CHUNK * width + program.first..].iter_mut().step_by(width);
-                        for (cell, &x) in cells.zip(xs.iter()) {
-                            *cell = self.feature(x);
+                        let start = cell(n * CHUNK, program.first);
+                        if by_columns {
+                            for (cell, &x) in out[start..][..xs.len()].iter_mut().zip(xs.iter()) {
+                                *cell = self.feature(x);
+                            }
+                        } else {
+                            for (cell, &x) in out[start..].iter_mut().step_by(width).zip(xs.iter()) {
+                                *cell = self.feature(x);
+                            }
                         }
                     }
                 }
                 Column::Text(values) => {
                     for (row, value) in values.iter().enumerate() {
                         let text = program.text(value.as_deref());
-                        let cells = &mut out[row * width + program.first..];
-                        if program
-                            .encode(text, cells, self)
-                            .map_err(|e| e.at(&program.name, row))?
-                        {
+                        let set = |j: usize, x: f32| out[cell(row, program.first + j)] = x;
+                        if program.encode(text, set, self).map_err(|e| e.at(&program.name, row))? {
                             if let Some(count) = unknown.get_mut(program.input) {
                                 *count += 1;
                             }
@@ -327,7 +346,7 @@ impl Preprocessor {
                 }
             }
         }
-        Ok(Array2::from_shape_vec((batch.rows, width), out).expect("rows × width values"))
+        Ok(out)
     }
 
     fn check_shape(&self, batch: &Batch) -> Result<(), InputError> {
@@ -449,7 +468,13 @@ impl Program {
 
     /// Encodes one text value into `cells`; `Ok(true)` when the value was not a known category
     /// (null included) and the encoder's fallback was used.
-    fn encode(&self, text: Option<&str>, cells: &mut [f32], pre: &Preprocessor) -> Result<bool, StepError> {
+    /// Encodes `text` with `set(j, value)` for the program's `j`th feature; whether it fell back.
+    fn encode(
+        &self,
+        text: Option<&str>,
+        mut set: impl FnMut(usize, f32),
+        pre: &Preprocessor,
+    ) -> Result<bool, StepError> {
         let unknown = |text: Option<&str>| match text {
             Some(s) => format!("unknown category {s:?}"),
             None => "missing value where a category is required".to_owned(),
@@ -458,7 +483,7 @@ impl Program {
             Some(Encoder::OneHot { lookup, refuse_unknown }) => {
                 return match text.and_then(|s| lookup.get(s)) {
                     Some(Some(offset)) => {
-                        cells[*offset] = 1.0;
+                        set(*offset, 1.0);
                         Ok(false)
                     }
                     Some(None) => Ok(false),
@@ -483,7 +508,7 @@ impl Program {
             None => return Err(StepError(InputErrorKind::Type, "text reached a numeric step".into())),
         };
         let x = self.number(x)?;
-        cells[0] = pre.feature(x);
+        set(0, pre.feature(x));
         Ok(fell_back)
     }
 }

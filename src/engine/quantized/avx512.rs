@@ -14,11 +14,9 @@ use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS};
 /// (more spill registers; two blocks at a time gained nothing, so throughput bounds it).
 const TREES: usize = 4;
 
-/// Writes the bins of `rows` (whole rows, at most `LANES`) into `block`, as the scalar
-/// `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered and searched
-/// together. Each halving of the feature's padded thresholds picks each lane's probe from the ones
-/// it can reach: the first by broadcast, the next five by a permute from one or two registers (see
-/// `probes`), the rest by a gather.
+/// Writes the bins of `rows` (whole rows, at most `LANES`, row after row) into `block`, as the
+/// scalar `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered, then
+/// searched together by [`bin_values`].
 ///
 /// # Safety
 /// The CPU has AVX-512F; `rows` holds 1 to `LANES` whole rows and `block` is
@@ -34,8 +32,7 @@ pub(super) unsafe fn bin_block(forest: &Quantized, rows: &[f32], block: &mut [u3
         _mm512_min_epi32(lanes, _mm512_set1_epi32(count as i32 - 1)),
         _mm512_set1_epi32(width as i32),
     );
-    let low_bits = _mm512_set1_epi32(0xFFFF);
-    for (feature, search) in forest.search.iter().enumerate() {
+    for feature in 0..width {
         // SAFETY: every index is `row * width + feature` for a row below `count`.
         let x = unsafe {
             _mm512_i32gather_ps::<4>(
@@ -43,53 +40,94 @@ pub(super) unsafe fn bin_block(forest: &Quantized, rows: &[f32], block: &mut [u3
                 rows.as_ptr(),
             )
         };
-        let mut bin = _mm512_setzero_si512();
-        let span = search.len().trailing_zeros();
-        for halving in 0..span {
-            let half = search.len() >> (halving + 1);
-            // Which of the thresholds this halving can probe a lane's bin so far points to.
-            let which = || _mm512_srl_epi32(bin, _mm_cvtsi32_si128((span - halving) as i32));
-            let probes = |h: u32| forest.probes[feature][h as usize - 1].as_ptr();
-            // SAFETY: the loads are inside a feature's `2 × LANES` probes; a gathered `bin` sums
-            // distinct smaller halves, so `bin + half - 1 < search.len()`.
-            let cut = unsafe {
-                match halving {
-                    // Every lane's first probe is the middle threshold: a broadcast.
-                    0 => _mm512_set1_ps(search[half - 1]),
-                    // Up to sixteen thresholds: one register.
-                    h if 1 << h <= LANES => _mm512_permutexvar_ps(which(), _mm512_loadu_ps(probes(h))),
-                    // Up to thirty-two: two.
-                    h if h as usize <= PROBED_HALVINGS => {
-                        let p = probes(halving);
-                        _mm512_permutex2var_ps(_mm512_loadu_ps(p), which(), _mm512_loadu_ps(p.add(LANES)))
-                    }
-                    _ => {
-                        let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
-                        _mm512_i32gather_ps::<4>(probe, search.as_ptr())
-                    }
+        // SAFETY: as this function's.
+        unsafe { bin_values(forest, feature, x, block) };
+    }
+}
+
+/// As [`bin_block`], for rows `start..start + count` of a matrix laid out column after column
+/// (`columns` is `features` columns of equal length): each feature's values are one load, with
+/// the lanes past `count` repeating the last row.
+///
+/// # Safety
+/// The CPU has AVX-512F; `count` is 1 to `LANES`, `start + count` is at most a column's length,
+/// and `block` is `2 × features × LANES` long.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn bin_columns(forest: &Quantized, columns: &[f32], start: usize, count: usize, block: &mut [u32]) {
+    let width = forest.features;
+    let height = columns.len() / width;
+    debug_assert!((1..=LANES).contains(&count) && start + count <= height);
+    debug_assert!(block.len() == 2 * width * LANES);
+    let present = (u32::MAX >> (32 - count)) as __mmask16;
+    for (feature, column) in columns.chunks_exact(height).enumerate() {
+        let rows = &column[start..start + count];
+        // SAFETY: the mask loads only the `count` values of `rows`.
+        let x = unsafe { _mm512_mask_loadu_ps(_mm512_set1_ps(rows[count - 1]), present, rows.as_ptr()) };
+        // SAFETY: as this function's.
+        unsafe { bin_values(forest, feature, x, block) };
+    }
+}
+
+/// Searches sixteen values of `feature` together and writes their bins, plain and mirrored, into
+/// `block`. Each halving of the feature's padded thresholds picks each lane's probe from the ones
+/// it can reach: the first by broadcast, the next five by a permute from one or two registers (see
+/// `probes`), the rest by a gather.
+///
+/// # Safety
+/// The CPU has AVX-512F; `feature` is below the forest's features and `block` is
+/// `2 × features × LANES` long.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bin_values(forest: &Quantized, feature: usize, x: __m512, block: &mut [u32]) {
+    let width = forest.features;
+    let search = &forest.search[feature];
+    let low_bits = _mm512_set1_epi32(0xFFFF);
+    let mut bin = _mm512_setzero_si512();
+    let span = search.len().trailing_zeros();
+    for halving in 0..span {
+        let half = search.len() >> (halving + 1);
+        // Which of the thresholds this halving can probe a lane's bin so far points to.
+        let which = || _mm512_srl_epi32(bin, _mm_cvtsi32_si128((span - halving) as i32));
+        let probes = |h: u32| forest.probes[feature][h as usize - 1].as_ptr();
+        // SAFETY: the loads are inside a feature's `2 × LANES` probes; a gathered `bin` sums
+        // distinct smaller halves, so `bin + half - 1 < search.len()`.
+        let cut = unsafe {
+            match halving {
+                // Every lane's first probe is the middle threshold: a broadcast.
+                0 => _mm512_set1_ps(search[half - 1]),
+                // Up to sixteen thresholds: one register.
+                h if 1 << h <= LANES => _mm512_permutexvar_ps(which(), _mm512_loadu_ps(probes(h))),
+                // Up to thirty-two: two.
+                h if h as usize <= PROBED_HALVINGS => {
+                    let p = probes(halving);
+                    _mm512_permutex2var_ps(_mm512_loadu_ps(p), which(), _mm512_loadu_ps(p.add(LANES)))
                 }
-            };
-            let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
-            bin = _mm512_mask_add_epi32(bin, at_or_below, bin, _mm512_set1_epi32(half as i32));
-        }
-        let missing = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-        let cuts = _mm512_set1_epi32(forest.cuts[feature].len() as i32);
-        let miss = _mm512_set1_epi32(MISSING as i32);
-        let plain = _mm512_mask_mov_epi32(bin, missing, miss);
-        let mirrored = _mm512_mask_mov_epi32(_mm512_sub_epi32(cuts, bin), missing, miss);
-        // SAFETY: both columns are inside `block` (`feature < width`).
-        unsafe {
-            let start = block.as_mut_ptr();
-            let column = |c: usize| start.add(c * LANES).cast::<__m512i>();
-            _mm512_storeu_si512(
-                column(feature),
-                _mm512_or_si512(_mm512_slli_epi32::<16>(plain), low_bits),
-            );
-            _mm512_storeu_si512(
-                column(width + feature),
-                _mm512_or_si512(_mm512_slli_epi32::<16>(mirrored), low_bits),
-            );
-        }
+                _ => {
+                    let probe = _mm512_add_epi32(bin, _mm512_set1_epi32(half as i32 - 1));
+                    _mm512_i32gather_ps::<4>(probe, search.as_ptr())
+                }
+            }
+        };
+        let at_or_below = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(cut, x);
+        bin = _mm512_mask_add_epi32(bin, at_or_below, bin, _mm512_set1_epi32(half as i32));
+    }
+    let missing = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    let cuts = _mm512_set1_epi32(forest.cuts[feature].len() as i32);
+    let miss = _mm512_set1_epi32(MISSING as i32);
+    let plain = _mm512_mask_mov_epi32(bin, missing, miss);
+    let mirrored = _mm512_mask_mov_epi32(_mm512_sub_epi32(cuts, bin), missing, miss);
+    // SAFETY: both columns are inside `block` (`feature < width`).
+    unsafe {
+        let start = block.as_mut_ptr();
+        let column = |c: usize| start.add(c * LANES).cast::<__m512i>();
+        _mm512_storeu_si512(
+            column(feature),
+            _mm512_or_si512(_mm512_slli_epi32::<16>(plain), low_bits),
+        );
+        _mm512_storeu_si512(
+            column(width + feature),
+            _mm512_or_si512(_mm512_slli_epi32::<16>(mirrored), low_bits),
+        );
     }
 }
 

@@ -238,13 +238,13 @@ impl Quantized {
         }
     }
 
-    /// Margins of a row-major matrix `features` wide into `out` (one slot per row), each starting
-    /// at `base_margin`, with AVX-512.
+    /// Margins of the rows of `features` into `out` (one slot per row), each starting at
+    /// `base_margin`, with AVX-512.
     ///
     /// # Panics
     /// When the CPU has no AVX-512F: callers take this path only after [`Traversal::from_env`]
     /// or [`Traversal::detect`] said it has.
-    pub(super) fn margins_avx512(&self, rows: &[f32], base_margin: f32, out: &mut [f32]) {
+    pub(super) fn margins_avx512(&self, features: Layout<'_>, base_margin: f32, out: &mut [f32]) {
         assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
         let width = self.features;
         let block_len = 2 * width * LANES;
@@ -252,23 +252,40 @@ impl Quantized {
         let most = out.len().min(PASS_ROWS).div_ceil(LANES);
         let mut bins = vec![0u32; most * block_len];
         let mut sums = [0f32; PASS_ROWS];
-        for (pass, out) in rows.chunks(PASS_ROWS * width).zip(out.chunks_mut(PASS_ROWS)) {
+        for (pass, out) in out.chunks_mut(PASS_ROWS).enumerate() {
             let blocks = out.len().div_ceil(LANES);
             let sums = &mut sums[..blocks * LANES];
             sums.fill(base_margin);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F is present (asserted above); each block is `block_len` long and its
-            // rows are whole rows; the walk reads `blocks` blocks written by `bin_block`, whose
-            // values and the nodes' offsets stay inside a block.
+            // SAFETY: AVX-512F is present (asserted above); each block is `block_len` long and
+            // holds 1 to `LANES` whole rows of the matrix; the walk reads `blocks` blocks written by
+            // `bin_block` or `bin_columns`, whose values and the nodes' offsets stay inside a block.
             unsafe {
-                for (rows, block) in pass.chunks(LANES * width).zip(bins.chunks_mut(block_len)) {
-                    avx512::bin_block(self, rows, block);
+                for (b, block) in bins.chunks_mut(block_len).take(blocks).enumerate() {
+                    let start = pass * PASS_ROWS + b * LANES;
+                    let count = (out.len() - b * LANES).min(LANES);
+                    match features {
+                        Layout::Rows(rows) => {
+                            avx512::bin_block(self, &rows[start * width..(start + count) * width], block)
+                        }
+                        Layout::Columns(columns) => avx512::bin_columns(self, columns, start, count, block),
+                    }
                 }
                 avx512::walk(self, &bins[..blocks * block_len], sums)
             };
             out.copy_from_slice(&sums[..out.len()]);
         }
     }
+}
+
+/// A matrix of `features`-wide rows, as the AVX-512 walk reads it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Layout<'a> {
+    /// Row after row.
+    Rows(&'a [f32]),
+    /// Column after column (Fortran order): each feature's values are contiguous, so sixteen
+    /// rows' values are one load, not a gather.
+    Columns(&'a [f32]),
 }
 
 #[cfg(test)]
@@ -280,8 +297,9 @@ mod tests {
         Forest::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
-    /// The AVX-512 binning writes what the scalar definition writes: for values on, below and
-    /// above every threshold, signed zeros, infinities and NaN, and for every block length.
+    /// The AVX-512 binning, from rows and from columns, writes what the scalar definition writes:
+    /// for values on, below and above every threshold, signed zeros, infinities and NaN, and for
+    /// every block length.
     #[test]
     fn the_simd_bins_are_the_scalar_definitions() {
         if !avx512_available() {
@@ -305,6 +323,20 @@ mod tests {
             // SAFETY: AVX-512F is present; `rows` holds `count` whole rows, `simd` one block.
             unsafe { avx512::bin_block(&quantized, &rows, &mut simd) };
             assert_eq!(simd, scalar, "{count} rows from value {start}");
+            // The same rows column after column, inside a taller matrix (`above` rows before them,
+            // two after), binned from there.
+            let above = start % 5;
+            let height = above + count + 2;
+            let mut columns = vec![f32::NAN; width * height];
+            for (r, row) in rows.chunks_exact(width).enumerate() {
+                for (feature, &x) in row.iter().enumerate() {
+                    columns[feature * height + above + r] = x;
+                }
+            }
+            let mut simd = vec![0u32; block_len];
+            // SAFETY: AVX-512F is present; rows `above..above + count` are inside the columns.
+            unsafe { avx512::bin_columns(&quantized, &columns, above, count, &mut simd) };
+            assert_eq!(simd, scalar, "{count} rows from value {start}, by columns");
             checked += 1;
         }
         assert!(checked > 500);
