@@ -198,25 +198,25 @@ impl Forest {
             });
         }
         let mut out = vec![0.0f32; features.nrows()];
-        // Column after column (as `Preprocessor::transform_counting_by_columns` lays them out),
-        // the AVX-512 walk reads the features as they are; any other layout is made row after row.
-        if let (Some(columns), Some(quantized)) = (features.t().as_slice(), self.fast_walk(out.len())) {
-            quantized.margins_avx512(quantized::Layout::Columns(columns), self.base_margin, &mut out);
-            return Ok(out);
-        }
-        let contiguous = features.as_standard_layout();
-        if let Some(rows) = contiguous.as_slice() {
-            self.margins_into(rows, &mut out);
+        match (self.fast_walk(out.len()), features.t().as_slice()) {
+            // Column after column (as `Preprocessor::transform_counting_by_columns` lays them
+            // out), the AVX-512 walk reads the features as they are.
+            (Some(quantized), Some(columns)) => {
+                quantized.margins_avx512(quantized::Layout::Columns(columns), self.base_margin, &mut out)
+            }
+            // Any other layout is made row after row.
+            (fast, _) => {
+                let contiguous = features.as_standard_layout();
+                let rows = contiguous.as_slice().expect("a standard layout is contiguous");
+                match fast {
+                    Some(quantized) => {
+                        quantized.margins_avx512(quantized::Layout::Rows(rows), self.base_margin, &mut out)
+                    }
+                    None => self.reference_margins_into(rows, &mut out),
+                }
+            }
         }
         Ok(out)
-    }
-
-    /// Margins of a row-major matrix whose width is `num_features`; `out` has one slot per row.
-    fn margins_into(&self, features: &[f32], out: &mut [f32]) {
-        match self.fast_walk(out.len()) {
-            Some(quantized) => quantized.margins_avx512(quantized::Layout::Rows(features), self.base_margin, out),
-            None => self.reference_margins_into(features, out),
-        }
     }
 
     /// The AVX-512 layout, when `rows` rows take that walk.

@@ -99,7 +99,7 @@ unsafe fn bin_values(forest: &Quantized, feature: usize, x: __m512, block: &mut 
                 h if 1 << h <= LANES => _mm512_permutexvar_ps(which(), _mm512_loadu_ps(probes(h))),
                 // Up to thirty-two: two.
                 h if h as usize <= PROBED_HALVINGS => {
-                    let p = probes(halving);
+                    let p = probes(h);
                     _mm512_permutex2var_ps(_mm512_loadu_ps(p), which(), _mm512_loadu_ps(p.add(LANES)))
                 }
                 _ => {

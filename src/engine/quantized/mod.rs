@@ -12,7 +12,7 @@
 //! goes to the second child" holds for every node. A missing value's bin is then larger than any
 //! threshold, and one unsigned compare per node decides.
 //!
-//! The walk over floats (`Forest::margins_into`) stays as the reference and as the path for
+//! The walk over floats (`Forest::reference_margins_into`) stays as the reference and as the path for
 //! machines without AVX-512, for models this layout does not fit (a tree deeper than 6), and for
 //! batches too small to fill the lanes.
 
