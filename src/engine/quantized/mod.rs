@@ -19,6 +19,8 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
+use std::cell::RefCell;
+
 use super::Forest;
 
 /// Rows walked together: one 512-bit register of 32-bit lanes.
@@ -248,18 +250,29 @@ impl Quantized {
         assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
         let width = self.features;
         let block_len = 2 * width * LANES;
-        // Sized to the batch: a 100-row request zeroes 7 blocks, not a whole pass's 16.
         let most = out.len().min(PASS_ROWS).div_ceil(LANES);
-        let mut bins = vec![0u32; most * block_len];
+        BINS.with_borrow_mut(|bins| {
+            if bins.len() < most * block_len {
+                bins.resize(most * block_len, 0);
+            }
+            self.margins_through(features, base_margin, out, bins);
+        });
+    }
+
+    /// [`Self::margins_avx512`], binning into `bins`: at least a pass's blocks, or the batch's.
+    fn margins_through(&self, features: Layout<'_>, base_margin: f32, out: &mut [f32], bins: &mut [u32]) {
+        let width = self.features;
+        let block_len = 2 * width * LANES;
         let mut sums = [0f32; PASS_ROWS];
         for (pass, out) in out.chunks_mut(PASS_ROWS).enumerate() {
             let blocks = out.len().div_ceil(LANES);
             let sums = &mut sums[..blocks * LANES];
             sums.fill(base_margin);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F is present (asserted above); each block is `block_len` long and
-            // holds 1 to `LANES` whole rows of the matrix; the walk reads `blocks` blocks written by
-            // `bin_block` or `bin_columns`, whose values and the nodes' offsets stay inside a block.
+            // SAFETY: AVX-512F is present (`margins_avx512`, the one caller, asserts it); each
+            // block is `block_len` long and holds 1 to `LANES` whole rows of the matrix; the walk
+            // reads `blocks` blocks written by `bin_block` or `bin_columns`, whose values and the
+            // nodes' offsets stay inside a block.
             unsafe {
                 for (b, block) in bins.chunks_mut(block_len).take(blocks).enumerate() {
                     let start = pass * PASS_ROWS + b * LANES;
@@ -276,6 +289,13 @@ impl Quantized {
             out.copy_from_slice(&sums[..out.len()]);
         }
     }
+}
+
+thread_local! {
+    /// Each thread's bins, kept from call to call: binning writes every cell it walks, so a
+    /// 100-row call need not allocate and zero its 7 blocks (11 KB for the Ford model) again.
+    /// At most a pass's blocks.
+    static BINS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A matrix of `features`-wide rows, as the AVX-512 walk reads it.
@@ -340,6 +360,47 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 500);
+    }
+
+    /// The bins a thread keeps from call to call never stand in for a batch's own: after a pass
+    /// and a half of other rows, every shorter batch of new rows scores as the reference walk
+    /// scores it.
+    #[test]
+    fn bins_kept_from_an_earlier_call_do_not_leak_into_the_next() {
+        if !avx512_available() {
+            return; // the portable walk keeps no bins
+        }
+        let forest = shipped();
+        let quantized = Quantized::build(&forest).unwrap();
+        let width = quantized.features;
+        let mut values = vec![f32::NAN];
+        for c in quantized.cuts.iter().flatten() {
+            values.extend([*c, c.next_down(), c.next_up()]);
+        }
+        let rows = |seed: usize, count: usize| -> Vec<f32> {
+            (0..count * width)
+                .map(|i| values[(seed + i * 37) % values.len()])
+                .collect()
+        };
+        let margins = |features: &[f32]| {
+            let mut out = vec![0f32; features.len() / width];
+            quantized.margins_avx512(Layout::Rows(features), forest.base_margin, &mut out);
+            out
+        };
+        let earlier = rows(0, PASS_ROWS * 3 / 2);
+        let before = margins(&earlier);
+        for (seed, count) in [(11, 100), (23, 17), (5, 16), (41, 3)] {
+            let features = rows(seed, count);
+            let mut expected = vec![0f32; count];
+            forest.reference_margins_into(&features, &mut expected);
+            let got = margins(&features);
+            assert_eq!(
+                got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                "{count} rows"
+            );
+            assert_ne!(got[..], before[..count], "the new rows are not the earlier ones");
+        }
     }
 
     /// Unset picks the CPU's fastest; a path the CPU lacks is refused, not quietly replaced (a
