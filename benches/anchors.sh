@@ -4,7 +4,10 @@
 #   exact contributions: xgserve's tables (contributions/xgserve) against XGBoost's pred_contribs;
 #   predictions: xgserve with its preprocessing (preprocess+predict/xgserve) against XGBoost's
 #   inplace_predict and tl2cgen's fastest compiled build, on ready features (trees only).
-# Prints each round's ns per row and the ratios, then each ratio's range over the rounds.
+# Prints each round's ns per row and the ratios, then each ratio's range over the rounds. Within a
+# round each batch size's xgserve and anchor figures are taken back to back, seconds apart: this
+# machine's speed drifts by tens of percent within minutes, and a ratio is only as good as the two
+# figures are close in time.
 # Usage: benches/anchors.sh [rounds, default 3]. Makes its venv under target/anchors (pinned in
 # benches/anchors/requirements.txt) and uses the reference venv .venv (made by tests/run) for the
 # features; needs the Ford data set (XGSERVE_DATA, default ../shared/data/ford.csv).
@@ -26,12 +29,14 @@ cargo bench --bench engine --no-run --quiet
 
 : > "$home/results.txt"
 for round in $(seq "$rounds"); do
-  # `bencher` lines: "test contributions/xgserve/100 ... bench:   1150500 ns/iter (+/- 2000)"
-  cargo bench --quiet --bench engine -- '^(contributions|preprocess\+predict)/xgserve/' --output-format bencher \
-    2>/dev/null | awk -v round="$round" '/bench:/ {
-      split($2, id, "/"); gsub(",", "", $5); print round, id[1] "/xgserve", id[3], $5 / id[3] }' >> "$home/results.txt"
-  "$home/venv/bin/python" benches/anchors/anchors.py "$home/features.npy" models/ford_used_car_price/model.json 2>> "$home/anchors.log" \
-    | awk -v round="$round" '{ print round, $1, $2, $3 }' >> "$home/results.txt"
+  for batch in 1 100 10000; do
+    # `bencher` lines: "test contributions/xgserve/100 ... bench:   1150500 ns/iter (+/- 2000)"
+    cargo bench --quiet --bench engine -- "^(contributions|preprocess\\+predict)/xgserve/$batch\$" --output-format bencher \
+      2>/dev/null | awk -v round="$round" '/bench:/ {
+        split($2, id, "/"); gsub(",", "", $5); print round, id[1] "/xgserve", id[3], $5 / id[3] }' >> "$home/results.txt"
+    "$home/venv/bin/python" benches/anchors/anchors.py "$home/features.npy" models/ford_used_car_price/model.json 3 "$batch" \
+      2>> "$home/anchors.log" | awk -v round="$round" '{ print round, $1, $2, $3 }' >> "$home/results.txt"
+  done
 done
 
 python3 - "$home/results.txt" "$rounds" <<'PY'

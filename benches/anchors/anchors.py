@@ -3,11 +3,12 @@ bench's rows (features.py): XGBoost's ``inplace_predict`` (trees only) and ``pre
 (exact TreeSHAP), and the fastest of four tl2cgen builds (plain, quantized thresholds, branches
 annotated with these rows, both) per batch, at batches of 1, 100 and 10,000 rows. Prints one line
 per measurement, ``<name> <batch> <ns per row, median> <min>``; the compiled libraries are kept
-beside FEATURES.npy, one per model and build:
+beside FEATURES.npy, one per model and build. BATCHES (comma-separated) picks some of them:
 
-    target/anchors/venv/bin/python benches/anchors/anchors.py FEATURES.npy MODEL.json [seconds]
+    target/anchors/venv/bin/python benches/anchors/anchors.py FEATURES.npy MODEL.json [seconds [BATCHES]]
 """
 
+import contextlib
 import hashlib
 import statistics
 import sys
@@ -59,11 +60,14 @@ def tl2cgen_predictors(features_path, model, features):
 def main():
     features, model = np.load(sys.argv[1]), sys.argv[2]
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 3.0
+    batches = [int(b) for b in sys.argv[4].split(",")] if len(sys.argv) > 4 else BATCHES
     booster = xgboost.Booster(model_file=model)
     booster.set_param({"nthread": 1})
     version = xgboost.__version__
-    compiled = tl2cgen_predictors(sys.argv[1], model, features)
-    for batch in BATCHES:
+    # tl2cgen logs its compiler's progress on stdout, which carries this script's figures.
+    with contextlib.redirect_stdout(sys.stderr):
+        compiled = tl2cgen_predictors(sys.argv[1], model, features)
+    for batch in batches:
         rows = np.ascontiguousarray(features[:batch])
         matrix = xgboost.DMatrix(rows, missing=np.nan, nthread=1)
         measured = {
