@@ -466,9 +466,8 @@ impl Program {
         Ok(x)
     }
 
-    /// Encodes one text value into `cells`; `Ok(true)` when the value was not a known category
-    /// (null included) and the encoder's fallback was used.
-    /// Encodes `text` with `set(j, value)` for the program's `j`th feature; whether it fell back.
+    /// Encodes one text value, calling `set(j, value)` for the program's `j`th feature; `Ok(true)`
+    /// when the value was not a known category (null included) and the encoder's fallback was used.
     fn encode(
         &self,
         text: Option<&str>,

@@ -248,21 +248,18 @@ impl Quantized {
     /// or [`Traversal::detect`] said it has.
     pub(super) fn margins_avx512(&self, features: Layout<'_>, base_margin: f32, out: &mut [f32]) {
         assert!(avx512_available(), "the AVX-512 traversal on a CPU without it");
+        BINS.with_borrow_mut(|bins| self.margins_through(features, base_margin, out, bins));
+    }
+
+    /// [`Self::margins_avx512`], binning into `bins`, which it first grows to a pass's blocks or
+    /// the batch's, whichever is fewer.
+    fn margins_through(&self, features: Layout<'_>, base_margin: f32, out: &mut [f32], bins: &mut Vec<u32>) {
         let width = self.features;
         let block_len = 2 * width * LANES;
         let most = out.len().min(PASS_ROWS).div_ceil(LANES);
-        BINS.with_borrow_mut(|bins| {
-            if bins.len() < most * block_len {
-                bins.resize(most * block_len, 0);
-            }
-            self.margins_through(features, base_margin, out, bins);
-        });
-    }
-
-    /// [`Self::margins_avx512`], binning into `bins`: at least a pass's blocks, or the batch's.
-    fn margins_through(&self, features: Layout<'_>, base_margin: f32, out: &mut [f32], bins: &mut [u32]) {
-        let width = self.features;
-        let block_len = 2 * width * LANES;
+        if bins.len() < most * block_len {
+            bins.resize(most * block_len, 0);
+        }
         let mut sums = [0f32; PASS_ROWS];
         for (pass, out) in out.chunks_mut(PASS_ROWS).enumerate() {
             let blocks = out.len().div_ceil(LANES);
