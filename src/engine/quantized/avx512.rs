@@ -2,9 +2,9 @@
 //!
 //! Per level and tree: the node at each lane's position comes from the tree's nodes held in two
 //! registers (a permute, no memory), the bin it reads is loaded (levels 0-2, whose few columns are
-//! blended) or gathered (levels 3-5) from the block, one unsigned compare picks the child. Four
-//! trees walk in lockstep; at the last level the leaves come from four registers of leaf values,
-//! and each lane adds them in tree order.
+//! blended) or gathered (levels 3-5) from the block, and the sign of the node's word minus the
+//! bin is the child bit. Four trees walk in lockstep; at the last level the leaves come from four
+//! registers of leaf values, and each lane adds them in tree order.
 
 use std::arch::x86_64::*;
 
@@ -161,40 +161,20 @@ unsafe fn trees<const N: usize>(
 ) {
     debug_assert!(nodes.len() == N && leaves.len() == N);
     let block_len = 2 * forest.features * LANES;
-    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let offset_bits = _mm512_set1_epi32(0xFFFF);
     let one = _mm512_set1_epi32(1);
     let upper_half = _mm512_set1_epi32(32);
     for (block, sums) in bins.chunks_exact(block_len).zip(sums.chunks_exact_mut(LANES)) {
         let base = block.as_ptr().cast::<i32>();
         let mut at = [one; N];
-        for level in 0..super::DEPTH as usize {
-            // Levels 0-4 live at positions 1..32, level 5 at 32..64: two registers either way, and
-            // the permute reads a position's low five bits.
-            let half = if level < 5 { 0 } else { 32 };
-            for (at, nodes) in at.iter_mut().zip(nodes) {
-                // SAFETY: `half + 16 + 16 <= NODES`, so both loads are inside the tree's nodes.
-                let (low, high) = unsafe {
-                    let p = nodes.as_ptr().add(half).cast::<__m512i>();
-                    (_mm512_loadu_si512(p), _mm512_loadu_si512(p.add(1)))
-                };
-                let node = _mm512_permutex2var_epi32(low, *at, high);
-                // SAFETY: the offsets in `nodes` are inside a block (the caller's contract).
-                let bin = unsafe {
-                    if level < 3 {
-                        // At most four nodes on this level: load their columns and pick each
-                        // lane's, which costs less than a gather.
-                        select(base, nodes, level, *at)
-                    } else {
-                        // offset | lane: where the lane's bin for this node's column is.
-                        let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);
-                        _mm512_i32gather_epi32::<4>(index, base)
-                    }
-                };
-                let second = _mm512_cmpge_epu32_mask(bin, node);
-                let doubled = _mm512_add_epi32(*at, *at);
-                *at = _mm512_mask_add_epi32(doubled, second, doubled, one);
-            }
+        // One call per level, the level a constant: as a loop, LLVM kept the level's branches.
+        // SAFETY: as this function's.
+        unsafe {
+            descend::<N, 0>(base, nodes, &mut at);
+            descend::<N, 1>(base, nodes, &mut at);
+            descend::<N, 2>(base, nodes, &mut at);
+            descend::<N, 3>(base, nodes, &mut at);
+            descend::<N, 4>(base, nodes, &mut at);
+            descend::<N, 5>(base, nodes, &mut at);
         }
         // SAFETY: `sums` is one block of `LANES` values.
         let mut sum = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
@@ -213,6 +193,44 @@ unsafe fn trees<const N: usize>(
         }
         // SAFETY: as the load.
         unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), sum) };
+    }
+}
+
+/// One level of `N` trees: each lane's position `at` moves to the child its bin picks.
+///
+/// # Safety
+/// AVX-512F, and the offsets of `nodes` are inside the block at `base`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn descend<const N: usize, const LEVEL: usize>(base: *const i32, nodes: &[[u32; NODES]], at: &mut [__m512i; N]) {
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let offset_bits = _mm512_set1_epi32(0xFFFF);
+    // Levels 0-4 live at positions 1..32, level 5 at 32..64: two registers either way, and
+    // the permute reads a position's low five bits.
+    let half = if LEVEL < 5 { 0 } else { 32 };
+    for (at, nodes) in at.iter_mut().zip(nodes) {
+        // SAFETY: `half + 16 + 16 <= NODES`, so both loads are inside the tree's nodes.
+        let (low, high) = unsafe {
+            let p = nodes.as_ptr().add(half).cast::<__m512i>();
+            (_mm512_loadu_si512(p), _mm512_loadu_si512(p.add(1)))
+        };
+        let node = _mm512_permutex2var_epi32(low, *at, high);
+        // SAFETY: the offsets in `nodes` are inside a block (the caller's contract).
+        let bin = unsafe {
+            if LEVEL < 3 {
+                // At most four nodes on this level: load their columns and pick each
+                // lane's, which costs less than a gather.
+                select(base, nodes, LEVEL, *at)
+            } else {
+                // offset | lane: where the lane's bin for this node's column is.
+                let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);
+                _mm512_i32gather_epi32::<4>(index, base)
+            }
+        };
+        // 1 when `bin >= node`: both are below 2^31 (see `MISSING`), and the low bits, the bin's
+        // 0xFFFF against an offset below it, only break the tie of equal thresholds.
+        let second = _mm512_srli_epi32::<31>(_mm512_sub_epi32(node, bin));
+        *at = _mm512_or_si512(_mm512_add_epi32(*at, *at), second);
     }
 }
 

@@ -10,7 +10,7 @@
 //! Missing values need no second test: a node whose missing values go left is stored mirrored,
 //! reading the feature's bins counted from the top and with its children swapped, so that "missing
 //! goes to the second child" holds for every node. A missing value's bin is then larger than any
-//! threshold, and one unsigned compare per node decides.
+//! threshold, and one subtraction per node decides (see `MISSING`).
 //!
 //! The walk over floats (`Forest::reference_margins_into`) stays as the reference and as the path for
 //! machines without AVX-512, for models this layout does not fit (a tree deeper than 6), and for
@@ -29,9 +29,12 @@ pub(super) const LANES: usize = 16;
 const DEPTH: u32 = 6;
 /// Nodes of a tree in the layout: positions 1..64 (0 unused), level `d` at `2^d..2^(d+1)`.
 const NODES: usize = 1 << DEPTH;
-/// A missing value's bin: above every threshold (a feature has at most `MAX_CUTS`).
-const MISSING: u32 = 0xFFFF;
-const MAX_CUTS: usize = 0xFFFE;
+/// A missing value's bin: above every threshold (a feature has at most `MAX_CUTS`). Bins and
+/// thresholds stay below `2^15`, so that a node's word and a bin's (both `value << 16 | low`)
+/// are below `2^31` and the sign of their difference is the child bit: no compare into a mask
+/// register, which LLVM turns back into a vector in three instructions.
+const MISSING: u32 = 0x7FFF;
+const MAX_CUTS: usize = 0x7FFE;
 /// Rows binned and walked per pass: their bins (2 × features × 4 bytes a row) stay in L1.
 const PASS_ROWS: usize = 16 * LANES;
 /// Halvings of a search after the first whose thresholds are permuted from registers: halving `h`
@@ -136,7 +139,7 @@ pub(super) struct Quantized {
 
 impl Quantized {
     /// The layout of `forest`, or `None` when it does not fit: a tree deeper than 6, a feature
-    /// with more than 65,534 distinct thresholds, or too many features for a 16-bit offset.
+    /// with more than 32,766 distinct thresholds, or too many features for a 16-bit offset.
     pub(super) fn build(forest: &Forest) -> Option<Quantized> {
         let features = forest.num_features;
         if forest.trees.iter().any(|t| t.depth > DEPTH) || 2 * features * LANES > 0xFFFF {
@@ -218,8 +221,9 @@ impl Quantized {
     }
 
     /// Writes the bins of `rows` (row-major, `features` wide, at most `LANES` rows) into a block:
-    /// `2 × features` columns of `LANES` values, each `bin << 16 | 0xFFFF` so that one unsigned
-    /// compare with a node's word tests `bin >= threshold`. Lanes past the rows repeat the last row.
+    /// `2 × features` columns of `LANES` values, each `bin << 16 | 0xFFFF` so that the sign bit of
+    /// a node's word minus it is `bin >= threshold` (a node's low bits, its offset, are below
+    /// `0xFFFF`). Lanes past the rows repeat the last row.
     /// The definition that `avx512::bin_block` is tested against.
     #[cfg(test)]
     fn bin_block(&self, rows: &[f32], block: &mut [u32]) {
@@ -308,6 +312,7 @@ pub(super) enum Layout<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::TreeRef;
 
     fn shipped() -> Forest {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/ford_used_car_price/model.json");
@@ -412,6 +417,69 @@ mod tests {
         assert_eq!(refused, "XGSERVE_TRAVERSAL=avx512, but this CPU has no AVX-512F");
         let unknown = Traversal::chosen(Some("AVX512"), true).unwrap_err();
         assert_eq!(unknown, "XGSERVE_TRAVERSAL=\"AVX512\": expected portable or avx512");
+    }
+
+    /// The shipped trees, copied until there are at least `splits` splits, with every split moved
+    /// to feature 0 at a threshold from `0, 1, …, distinct - 1` in turn: a feature with exactly
+    /// `distinct` cuts.
+    fn one_feature_with_cuts(distinct: usize, splits: usize) -> Forest {
+        let mut forest = shipped();
+        let (nodes, trees) = (forest.nodes.len(), forest.trees.len());
+        let copies = splits.div_ceil(forest.splits().count());
+        for copy in 1..copies {
+            let offset = (copy * nodes) as u32;
+            for i in 0..nodes {
+                let mut node = forest.nodes[i];
+                node.left += offset;
+                forest.nodes.push(node);
+                forest.leaf_values.push(forest.leaf_values[i]);
+                forest.default_left.push(forest.default_left[i]);
+                forest.covers.push(forest.covers[i]);
+            }
+            for t in 0..trees {
+                let tree = forest.trees[t];
+                forest.trees.push(TreeRef {
+                    root: tree.root + offset,
+                    ..tree
+                });
+            }
+        }
+        for (i, node) in forest.nodes.iter_mut().filter(|n| !n.is_leaf()).enumerate() {
+            node.feature = 0;
+            node.threshold = (i % distinct) as f32;
+        }
+        forest
+    }
+
+    /// A bin is at most `MISSING` and a threshold at most `MAX_CUTS`, which keeps the walk's child
+    /// bit (a subtraction's sign) exact: a feature with `MAX_CUTS` cuts scores every value, from
+    /// below the first cut to above the last and missing, as the reference walk does, and one cut
+    /// more keeps the model on the reference walk.
+    #[test]
+    fn the_most_cuts_a_feature_may_have_score_as_the_reference_walk() {
+        assert!(Quantized::build(&one_feature_with_cuts(MAX_CUTS + 1, MAX_CUTS + 1)).is_none());
+        if !avx512_available() {
+            return; // the portable walk reads no bins
+        }
+        let forest = one_feature_with_cuts(MAX_CUTS, MAX_CUTS);
+        let quantized = Quantized::build(&forest).unwrap();
+        assert_eq!(quantized.cuts[0].len(), MAX_CUTS);
+        let width = quantized.features;
+        let top = MAX_CUTS as f32;
+        let mut values = vec![f32::NAN, -1.0, 0.0, top - 1.0, top - 0.5, top, top + 1.0];
+        values.extend((0..MAX_CUTS).step_by(97).map(|c| c as f32 + 0.5));
+        let mut features = vec![0f32; values.len() * width];
+        for (row, &x) in features.chunks_exact_mut(width).zip(&values) {
+            row[0] = x;
+        }
+        let mut expected = vec![0f32; values.len()];
+        forest.reference_margins_into(&features, &mut expected);
+        let mut got = vec![0f32; values.len()];
+        quantized.margins_avx512(Layout::Rows(&features), forest.base_margin, &mut got);
+        assert_eq!(
+            got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
