@@ -131,13 +131,28 @@ unsafe fn bin_values(forest: &Quantized, feature: usize, x: __m512, block: &mut 
     }
 }
 
-/// Adds every tree's leaf to `sums` (one lane per row, `LANES` rows per block of `bins`).
+/// Adds every tree's leaf to `sums` (one lane per row, `LANES` rows per block of `bins`; the last
+/// block holds the rows past the others', up to `LANES`, and `sums.len()` is a whole number of
+/// blocks). A last block of at most 8 rows is walked packed, several trees at once (see
+/// [`packed`]).
 ///
 /// # Safety
 /// The CPU has AVX-512F, and `bins` holds `sums.len() / LANES` blocks of `2 × features × LANES`
 /// values written by `Quantized::bin_block` (every node's offset plus a lane is inside a block).
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32]) {
+pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32], rows: usize) {
+    let block_len = 2 * forest.features * LANES;
+    let blocks = sums.len() / LANES;
+    debug_assert!(bins.len() == blocks * block_len && rows.div_ceil(LANES) == blocks);
+    let tail = rows - (blocks.max(1) - 1) * LANES;
+    let packing = match tail {
+        1..=4 => 4,
+        5..=8 => 2,
+        _ => 1,
+    };
+    let whole = if packing > 1 { blocks - 1 } else { blocks };
+    let (bins, tail_bins) = bins.split_at(whole * block_len);
+    let (sums, tail_sums) = sums.split_at_mut(whole * LANES);
     let mut nodes = forest.nodes.chunks_exact(TREES);
     let mut leaves = forest.leaves.chunks_exact(TREES);
     for (nodes, leaves) in (&mut nodes).zip(&mut leaves) {
@@ -148,6 +163,96 @@ pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32]) {
         // SAFETY: as this function's.
         unsafe { trees::<1>(forest, nodes, leaves, bins, sums) };
     }
+    if packing == 1 {
+        return;
+    }
+    let block: &mut [f32; LANES] = tail_sums.try_into().expect("the last block's sums");
+    let mut nodes = forest.nodes.chunks_exact(packing);
+    let mut leaves = forest.leaves.chunks_exact(packing);
+    for (nodes, leaves) in (&mut nodes).zip(&mut leaves) {
+        // SAFETY: as this function's; the last block's rows are its first `tail`, at most
+        // `LANES / packing`.
+        unsafe {
+            match packing {
+                4 => packed::<4>(nodes, leaves, tail_bins, block),
+                _ => packed::<2>(nodes, leaves, tail_bins, block),
+            }
+        }
+    }
+    // The trees left over, one at a time and after the packed ones: each row still adds its
+    // leaves in tree order.
+    for (nodes, leaves) in nodes.remainder().chunks(1).zip(leaves.remainder().chunks(1)) {
+        // SAFETY: as this function's.
+        unsafe { trees::<1>(forest, nodes, leaves, tail_bins, block) };
+    }
+}
+
+/// `P` trees over the first `LANES / P` rows of one block, all in one register: lane `l` walks
+/// tree `l / R` for row `l % R` (`R = LANES / P`). A block of 4 rows then takes one gather a level
+/// for four trees, where sixteen lanes of one tree would each take one for the same four rows.
+/// Sums for the lanes past `R` are left as they were.
+///
+/// # Safety
+/// The CPU has AVX-512F, `block` is one block of bins (as [`walk`]'s), `nodes` and `leaves` are
+/// `P` trees, and `P` is 2 or 4.
+#[target_feature(enable = "avx512f")]
+unsafe fn packed<const P: usize>(
+    nodes: &[[u32; NODES]],
+    leaves: &[[f32; NODES]],
+    block: &[u32],
+    sums: &mut [f32; LANES],
+) {
+    debug_assert!(nodes.len() == P && leaves.len() == P && (P == 2 || P == 4));
+    let rows = LANES / P;
+    let base = block.as_ptr().cast::<i32>();
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let row = _mm512_and_si512(lanes, _mm512_set1_epi32(rows as i32 - 1));
+    // The lanes of the `g`th tree.
+    let group = |g: usize| (((1u32 << rows) - 1) << (g * rows)) as __mmask16;
+    let offset_bits = _mm512_set1_epi32(0xFFFF);
+    let mut at = _mm512_set1_epi32(1);
+    for level in 0..super::DEPTH as usize {
+        // As in `descend`: two registers of a tree's nodes hold the level.
+        let half = if level < 5 { 0 } else { 32 };
+        let mut node = _mm512_setzero_si512();
+        for (g, nodes) in nodes.iter().enumerate() {
+            // SAFETY: `half + 16 + 16 <= NODES`.
+            let (low, high) = unsafe {
+                let p = nodes.as_ptr().add(half).cast::<__m512i>();
+                (_mm512_loadu_si512(p), _mm512_loadu_si512(p.add(1)))
+            };
+            node = _mm512_mask_mov_epi32(node, group(g), _mm512_permutex2var_epi32(low, at, high));
+        }
+        let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, row);
+        // SAFETY: the offsets in `nodes` are inside a block, and `row` is a lane.
+        let bin = unsafe { _mm512_i32gather_epi32::<4>(index, base) };
+        // As in `descend`.
+        let second = _mm512_srli_epi32::<31>(_mm512_sub_epi32(node, bin));
+        at = _mm512_or_si512(_mm512_add_epi32(at, at), second);
+    }
+    let in_upper = _mm512_test_epi32_mask(at, _mm512_set1_epi32(32));
+    let mut leaf = _mm512_setzero_ps();
+    for (g, leaves) in leaves.iter().enumerate() {
+        // SAFETY: four loads of sixteen inside the tree's 64 leaves.
+        let (lower, upper) = unsafe {
+            let p = leaves.as_ptr();
+            (
+                _mm512_permutex2var_ps(_mm512_loadu_ps(p), at, _mm512_loadu_ps(p.add(16))),
+                _mm512_permutex2var_ps(_mm512_loadu_ps(p.add(32)), at, _mm512_loadu_ps(p.add(48))),
+            )
+        };
+        leaf = _mm512_mask_mov_ps(leaf, group(g), _mm512_mask_blend_ps(in_upper, lower, upper));
+    }
+    // SAFETY: `sums` is one block.
+    let mut sum = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
+    for g in 0..P {
+        // Each row's leaf of tree `g`, moved to the row's own lane, added in tree order.
+        let from = _mm512_add_epi32(row, _mm512_set1_epi32((g * rows) as i32));
+        sum = _mm512_add_ps(sum, _mm512_permutexvar_ps(from, leaf));
+    }
+    let kept = (u32::MAX >> (32 - rows)) as __mmask16;
+    // SAFETY: as the load.
+    unsafe { _mm512_mask_storeu_ps(sums.as_mut_ptr(), kept, sum) };
 }
 
 /// `N` trees over every block, in lockstep.

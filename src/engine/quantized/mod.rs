@@ -285,7 +285,7 @@ impl Quantized {
                         Layout::Columns(columns) => avx512::bin_columns(self, columns, start, count, block),
                     }
                 }
-                avx512::walk(self, &bins[..blocks * block_len], sums)
+                avx512::walk(self, &bins[..blocks * block_len], sums, out.len())
             };
             out.copy_from_slice(&sums[..out.len()]);
         }
@@ -402,6 +402,43 @@ mod tests {
                 "{count} rows"
             );
             assert_ne!(got[..], before[..count], "the new rows are not the earlier ones");
+        }
+    }
+
+    /// Every batch length from 1 to 3 blocks, so every last block from 1 row to 16 (packed four
+    /// trees a register up to 4 rows, two up to 8, then one), scores as the reference walk: rows
+    /// on, below and above every threshold, and missing values. The shipped model's 100 trees
+    /// fill the packed groups; with 99 the trees left over are walked one at a time.
+    #[test]
+    fn every_length_of_the_last_block_scores_as_the_reference_walk() {
+        if !avx512_available() {
+            return; // the portable walk reads no bins
+        }
+        let mut forest = shipped();
+        let mut values = vec![f32::NAN];
+        for c in Quantized::build(&forest).unwrap().cuts.iter().flatten() {
+            values.extend([*c, c.next_down(), c.next_up()]);
+        }
+        for trees in [100, 99] {
+            forest.trees.truncate(trees);
+            let quantized = Quantized::build(&forest).unwrap();
+            let width = quantized.features;
+            for count in 1..=3 * LANES {
+                for seed in [0, 13, 29] {
+                    let features: Vec<f32> = (0..count * width)
+                        .map(|i| values[(seed + i * 41) % values.len()])
+                        .collect();
+                    let mut expected = vec![0f32; count];
+                    forest.reference_margins_into(&features, &mut expected);
+                    let mut got = vec![0f32; count];
+                    quantized.margins_avx512(Layout::Rows(&features), forest.base_margin, &mut got);
+                    assert_eq!(
+                        got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                        expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                        "{trees} trees, {count} rows from value {seed}"
+                    );
+                }
+            }
         }
     }
 
