@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS};
+use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS, SLOTS, SLOTTED_LEVELS};
 
 /// Trees walked in lockstep. Measured on this project's machine: 4 beat 1, 2, 3, 6, 8 and 16
 /// (more spill registers; two blocks at a time gained nothing, so throughput bounds it).
@@ -17,6 +17,8 @@ const TREES: usize = 4;
 /// 100 rows: four levels (eight nodes on the last) took 0.93 of the time three took; five gained
 /// nothing more.
 const SELECTED_LEVELS: usize = 4;
+// The levels past those are the ones whose nodes may carry slots (`Lockstep::columns`).
+const _: () = assert!(SLOTTED_LEVELS[0] == SELECTED_LEVELS && SLOTTED_LEVELS[1] == SELECTED_LEVELS + 1);
 
 /// Writes the bins of `rows` (whole rows, at most `LANES`, row after row) into `block`, as the
 /// scalar `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered, then
@@ -157,15 +159,15 @@ pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32], ro
     let whole = if packing > 1 { blocks - 1 } else { blocks };
     let (bins, tail_bins) = bins.split_at(whole * block_len);
     let (sums, tail_sums) = sums.split_at_mut(whole * LANES);
-    let mut nodes = forest.nodes.chunks_exact(TREES);
-    let mut leaves = forest.leaves.chunks_exact(TREES);
-    for (nodes, leaves) in (&mut nodes).zip(&mut leaves) {
+    let count = forest.nodes.len();
+    let grouped = count - count % TREES;
+    for first in (0..grouped).step_by(TREES) {
         // SAFETY: as this function's.
-        unsafe { trees::<TREES>(forest, nodes, leaves, bins, sums) };
+        unsafe { trees::<TREES>(forest, first, bins, sums) };
     }
-    for (nodes, leaves) in nodes.remainder().chunks(1).zip(leaves.remainder().chunks(1)) {
+    for first in grouped..count {
         // SAFETY: as this function's.
-        unsafe { trees::<1>(forest, nodes, leaves, bins, sums) };
+        unsafe { trees::<1>(forest, first, bins, sums) };
     }
     if packing == 1 {
         return;
@@ -178,16 +180,16 @@ pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32], ro
         // `LANES / packing`.
         unsafe {
             match packing {
-                4 => packed::<4>(nodes, leaves, tail_bins, block),
-                _ => packed::<2>(nodes, leaves, tail_bins, block),
+                4 => packed::<4>(forest.offset_mask, nodes, leaves, tail_bins, block),
+                _ => packed::<2>(forest.offset_mask, nodes, leaves, tail_bins, block),
             }
         }
     }
     // The trees left over, one at a time and after the packed ones: each row still adds its
     // leaves in tree order.
-    for (nodes, leaves) in nodes.remainder().chunks(1).zip(leaves.remainder().chunks(1)) {
+    for first in count - nodes.remainder().len()..count {
         // SAFETY: as this function's.
-        unsafe { trees::<1>(forest, nodes, leaves, tail_bins, block) };
+        unsafe { trees::<1>(forest, first, tail_bins, block) };
     }
 }
 
@@ -201,6 +203,7 @@ pub(super) unsafe fn walk(forest: &Quantized, bins: &[u32], sums: &mut [f32], ro
 /// `P` trees, and `P` is 2 or 4.
 #[target_feature(enable = "avx512f")]
 unsafe fn packed<const P: usize>(
+    offset_mask: u32,
     nodes: &[[u32; NODES]],
     leaves: &[[f32; NODES]],
     block: &[u32],
@@ -213,7 +216,7 @@ unsafe fn packed<const P: usize>(
     let row = _mm512_and_si512(lanes, _mm512_set1_epi32(rows as i32 - 1));
     // The lanes of the `g`th tree.
     let group = |g: usize| (((1u32 << rows) - 1) << (g * rows)) as __mmask16;
-    let offset_bits = _mm512_set1_epi32(0xFFFF);
+    let offset_bits = _mm512_set1_epi32(offset_mask as i32);
     let mut at = _mm512_set1_epi32(1);
     for level in 0..super::DEPTH as usize {
         // As in `descend`.
@@ -243,68 +246,109 @@ unsafe fn packed<const P: usize>(
     unsafe { _mm512_mask_storeu_ps(sums.as_mut_ptr(), kept, sum) };
 }
 
-/// `N` trees over every block, in lockstep.
+/// Trees `first..first + N` over every block, in lockstep; levels 4 and 5 pick their bins by
+/// slot when every one of the `N` trees has slots there (see `Quantized::slots`), else gather.
+///
+/// # Safety
+/// As [`walk`]'s, and the trees are the forest's.
 #[target_feature(enable = "avx512f")]
-unsafe fn trees<const N: usize>(
-    forest: &Quantized,
-    nodes: &[[u32; NODES]],
-    leaves: &[[f32; NODES]],
-    bins: &[u32],
-    sums: &mut [f32],
-) {
-    debug_assert!(nodes.len() == N && leaves.len() == N);
+unsafe fn trees<const N: usize>(forest: &Quantized, first: usize, bins: &[u32], sums: &mut [f32]) {
+    let slots: &[_; N] = forest.slots[first..first + N].try_into().expect("N trees' slots");
+    let slotted = |level: usize| slots.iter().all(|s| s[level].is_some());
+    let columns = |level: usize| slots.map(|s| s[level].unwrap_or([0; SLOTS]));
+    let lockstep = Lockstep {
+        offset_mask: forest.offset_mask,
+        nodes: forest.nodes[first..first + N].try_into().expect("N trees' nodes"),
+        leaves: forest.leaves[first..first + N].try_into().expect("N trees' leaves"),
+        columns: [columns(0), columns(1)],
+    };
     let block_len = 2 * forest.features * LANES;
-    let one = _mm512_set1_epi32(1);
-    for (block, sums) in bins.chunks_exact(block_len).zip(sums.chunks_exact_mut(LANES)) {
-        let base = block.as_ptr().cast::<i32>();
-        let mut at = [one; N];
-        // One call per level, the level a constant: LLVM did not unroll the loop over levels once
-        // the child bit was arithmetic, and the walk ran 8% slower.
-        // SAFETY: as this function's.
-        unsafe {
-            descend::<N, 0>(base, nodes, &mut at);
-            descend::<N, 1>(base, nodes, &mut at);
-            descend::<N, 2>(base, nodes, &mut at);
-            descend::<N, 3>(base, nodes, &mut at);
-            descend::<N, 4>(base, nodes, &mut at);
-            descend::<N, 5>(base, nodes, &mut at);
+    // SAFETY: as this function's.
+    unsafe {
+        match (slotted(0), slotted(1)) {
+            (true, true) => lockstep.walk::<true, true>(block_len, bins, sums),
+            (true, false) => lockstep.walk::<true, false>(block_len, bins, sums),
+            (false, true) => lockstep.walk::<false, true>(block_len, bins, sums),
+            (false, false) => lockstep.walk::<false, false>(block_len, bins, sums),
         }
-        // SAFETY: `sums` is one block of `LANES` values.
-        let mut sum = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
-        for (at, leaves) in at.iter().zip(leaves) {
-            sum = _mm512_add_ps(sum, leaf_at(leaves, *at));
-        }
-        // SAFETY: as the load.
-        unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), sum) };
     }
 }
 
-/// One level of `N` trees: each lane's position `at` moves to the child its bin picks.
-///
-/// # Safety
-/// AVX-512F, and the offsets of `nodes` are inside the block at `base`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn descend<const N: usize, const LEVEL: usize>(base: *const i32, nodes: &[[u32; NODES]], at: &mut [__m512i; N]) {
-    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let offset_bits = _mm512_set1_epi32(0xFFFF);
-    // Levels 0-4 live at positions 1..32, level 5 at 32..64.
-    let half = if LEVEL < 5 { 0 } else { 32 };
-    for (at, nodes) in at.iter_mut().zip(nodes) {
-        let node = node_at(nodes, half, *at);
-        // SAFETY: the offsets in `nodes` are inside a block (the caller's contract).
-        let bin = unsafe {
-            if LEVEL < SELECTED_LEVELS {
-                // At most eight nodes on this level: load their columns and pick each
-                // lane's, which costs less than a gather.
-                select::<LEVEL>(base, nodes, *at)
-            } else {
-                // offset | lane: where the lane's bin for this node's column is.
-                let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);
-                _mm512_i32gather_epi32::<4>(index, base)
+/// What `N` trees walked in lockstep read besides the bins.
+struct Lockstep<'a, const N: usize> {
+    offset_mask: u32,
+    nodes: &'a [[u32; NODES]; N],
+    leaves: &'a [[f32; NODES]; N],
+    /// Each tree's slot columns on levels 4 and 5 (zeros where it has none).
+    columns: [[[u32; SLOTS]; N]; 2],
+}
+
+impl<const N: usize> Lockstep<'_, N> {
+    /// Every block of `bins`, level 4 by slot when `S4`, level 5 when `S5`.
+    ///
+    /// # Safety
+    /// As [`walk`]'s; with `S4` or `S5`, every tree has slots on that level.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn walk<const S4: bool, const S5: bool>(&self, block_len: usize, bins: &[u32], sums: &mut [f32]) {
+        let one = _mm512_set1_epi32(1);
+        for (block, sums) in bins.chunks_exact(block_len).zip(sums.chunks_exact_mut(LANES)) {
+            let base = block.as_ptr().cast::<i32>();
+            let mut at = [one; N];
+            // One call per level, the level a constant: LLVM did not unroll the loop over levels
+            // once the child bit was arithmetic, and the walk ran 8% slower.
+            // SAFETY: as this function's.
+            unsafe {
+                self.descend::<0, false>(base, &mut at);
+                self.descend::<1, false>(base, &mut at);
+                self.descend::<2, false>(base, &mut at);
+                self.descend::<3, false>(base, &mut at);
+                self.descend::<4, S4>(base, &mut at);
+                self.descend::<5, S5>(base, &mut at);
             }
-        };
-        *at = child(*at, node, bin);
+            // SAFETY: `sums` is one block of `LANES` values.
+            let mut sum = unsafe { _mm512_loadu_ps(sums.as_ptr()) };
+            for (at, leaves) in at.iter().zip(self.leaves) {
+                sum = _mm512_add_ps(sum, leaf_at(leaves, *at));
+            }
+            // SAFETY: as the load.
+            unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), sum) };
+        }
+    }
+
+    /// One level of the `N` trees: each lane's position `at` moves to the child its bin picks.
+    /// Levels below [`SELECTED_LEVELS`] pick the bin by position, a `SLOTTED` level by the
+    /// node's slot; any other gathers it.
+    ///
+    /// # Safety
+    /// AVX-512F, the offsets of the nodes are inside the block at `base`, and with `SLOTTED` every
+    /// tree has slots on `LEVEL`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn descend<const LEVEL: usize, const SLOTTED: bool>(&self, base: *const i32, at: &mut [__m512i; N]) {
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let offset_bits = _mm512_set1_epi32(self.offset_mask as i32);
+        // Levels 0-4 live at positions 1..32, level 5 at 32..64.
+        let half = if LEVEL < 5 { 0 } else { 32 };
+        for (tree, (at, nodes)) in at.iter_mut().zip(self.nodes).enumerate() {
+            let node = node_at(nodes, half, *at);
+            // SAFETY: the offsets in `nodes` and the slot columns are inside a block (the
+            // caller's contract).
+            let bin = unsafe {
+                if LEVEL < SELECTED_LEVELS {
+                    // At most eight nodes on this level: load their columns and pick each
+                    // lane's, which costs less than a gather.
+                    select::<LEVEL>(base, nodes, *at)
+                } else if SLOTTED {
+                    let columns = &self.columns[LEVEL - SELECTED_LEVELS][tree];
+                    pick(base, columns, columns.len(), node, 1 << 13)
+                } else {
+                    // offset | lane: where the lane's bin for this node's column is.
+                    let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);
+                    _mm512_i32gather_epi32::<4>(index, base)
+                }
+            };
+            *at = child(*at, node, bin);
+        }
     }
 }
 
@@ -325,7 +369,8 @@ fn node_at(nodes: &[u32; NODES], half: usize, at: __m512i) -> __m512i {
 
 /// The child of each lane's position `at` that its `bin` picks at `node`: `2 × at`, plus 1 when
 /// `bin >= node`, the sign of their difference. Both are below 2^31 (see `MISSING`), and the low
-/// bits, the bin's 0xFFFF against an offset below it, only break the tie of equal thresholds.
+/// bits, the bin's 0xFFFF against a node's offset and slot (at most 0xFFF0), only break the tie
+/// of equal thresholds.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn child(at: __m512i, node: __m512i, bin: __m512i) -> __m512i {
@@ -351,25 +396,40 @@ fn leaf_at(leaves: &[f32; NODES], at: __m512i) -> __m512 {
 }
 
 /// Each lane's bin for its node on `LEVEL` (below [`SELECTED_LEVELS`]), from the level's
-/// `2^LEVEL` columns: a tree of blends, halving on each bit of the lane's position.
+/// `2^LEVEL` columns, picked by the lane's position.
 ///
 /// # Safety
 /// AVX-512F, and the offsets of `nodes` at positions `1..16` are inside the block at `base`.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn select<const LEVEL: usize>(base: *const i32, nodes: &[u32; NODES], at: __m512i) -> __m512i {
-    // SAFETY: the caller's contract: every offset names a column of `LANES` values in the block.
-    let column = |position: usize| unsafe { _mm512_loadu_si512(base.add((nodes[position] & 0xFFFF) as usize).cast()) };
     let first = 1 << LEVEL;
-    let mut picked = [_mm512_setzero_si512(); 1 << (SELECTED_LEVELS - 1)];
-    for (j, picked) in picked.iter_mut().enumerate().take(first) {
-        *picked = column(first + j);
+    let mut columns = [0; SLOTS];
+    for (column, node) in columns.iter_mut().zip(&nodes[first..2 * first]) {
+        *column = node & 0xFFFF;
     }
     // Position `first + j`: bit `b` of `j` is bit `b` of the position.
-    let mut width = first;
-    let mut bit = 1;
+    // SAFETY: as this function's.
+    unsafe { pick(base, &columns, first, at, 1) }
+}
+
+/// Each lane's value from the first `width` (a power of two, at most `SLOTS`) of the columns at
+/// offsets `columns` in the block at `base`: the one whose index has the bits of `key` from
+/// `bit` up, a tree of blends halving on each.
+///
+/// # Safety
+/// AVX-512F, and every offset names a column of `LANES` values in the block.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pick(base: *const i32, columns: &[u32; SLOTS], width: usize, key: __m512i, bit: i32) -> __m512i {
+    let mut picked = [_mm512_setzero_si512(); SLOTS];
+    for (picked, &column) in picked.iter_mut().zip(columns).take(width) {
+        // SAFETY: as this function's.
+        *picked = unsafe { _mm512_loadu_si512(base.add(column as usize).cast()) };
+    }
+    let (mut width, mut bit) = (width, bit);
     while width > 1 {
-        let high = _mm512_test_epi32_mask(at, _mm512_set1_epi32(bit));
+        let high = _mm512_test_epi32_mask(key, _mm512_set1_epi32(bit));
         for j in 0..width / 2 {
             picked[j] = _mm512_mask_blend_epi32(high, picked[2 * j], picked[2 * j + 1]);
         }

@@ -35,6 +35,13 @@ const NODES: usize = 1 << DEPTH;
 /// register, which LLVM turns back into a vector in three instructions.
 const MISSING: u32 = 0x7FFF;
 const MAX_CUTS: usize = 0x7FFE;
+/// Columns a tree's level may read and still be walked without a gather: its nodes then carry a
+/// slot among them in bits 13-15 of their offset (see `Quantized::slots`).
+const SLOTS: usize = 8;
+/// The levels whose nodes may carry slots: 4 and 5 (the walk picks levels 0-3 by position).
+const SLOTTED_LEVELS: [usize; 2] = [4, 5];
+/// Offsets below this leave bits 13-15 free for a slot.
+const SLOTTED_OFFSETS: usize = 1 << 13;
 /// Rows binned and walked per pass: their bins (2 × features × 4 bytes a row) stay in L1.
 const PASS_ROWS: usize = 16 * LANES;
 /// Halvings of a search after the first whose thresholds are permuted from registers: halving `h`
@@ -116,6 +123,31 @@ fn avx512_available() -> bool {
     }
 }
 
+/// The columns that the nodes of one level read, when there are at most `SLOTS`, each node's
+/// slot among them written into its word's bits 13-15. A node that always takes its second
+/// child (0) reads any column: it keeps slot 0. Offsets are below `SLOTTED_OFFSETS`.
+fn slot(level: &mut [u32]) -> Option<[u32; SLOTS]> {
+    let mut columns: Vec<u32> = level
+        .iter()
+        .filter(|&&node| node != 0)
+        .map(|node| node & 0xFFFF)
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    if columns.len() > SLOTS {
+        return None;
+    }
+    for node in level.iter_mut().filter(|node| **node != 0) {
+        let slot = columns
+            .binary_search(&(*node & 0xFFFF))
+            .expect("a column of this level") as u32;
+        *node |= slot << 13;
+    }
+    let mut slots = [columns.first().copied().unwrap_or(0); SLOTS];
+    slots[..columns.len()].copy_from_slice(&columns);
+    Some(slots)
+}
+
 /// The forest as bins and perfect trees.
 #[derive(Debug, Clone)]
 pub(super) struct Quantized {
@@ -130,10 +162,19 @@ pub(super) struct Quantized {
     probes: Vec<[[f32; 2 * LANES]; PROBED_HALVINGS]>,
     /// Each tree's nodes by position: `threshold << 16 | lane offset`, where the offset
     /// (`column * LANES`) names the bins column the node reads (columns `features..2 × features`
-    /// are the mirrored ones). A node that always takes its second child is 0.
+    /// are the mirrored ones), and on levels 4 and 5 bits 13-15 may hold a slot (`slots`). A
+    /// node that always takes its second child is 0.
     nodes: Vec<[u32; NODES]>,
     /// Each tree's leaf values by position below the last level (unreachable positions hold 0).
     leaves: Vec<[f32; NODES]>,
+    /// For each tree and each of `SLOTTED_LEVELS`, the offsets of the columns its nodes there
+    /// read, when there are at most `SLOTS`: each node's word then holds its column's slot in
+    /// bits 13-15, and the walk loads the few columns and picks each lane's by those bits, which
+    /// costs less than a gather. `None` for a level that reads more columns (the walk gathers).
+    slots: Vec<[Option<[u32; SLOTS]>; 2]>,
+    /// The bits of a node's word that are its offset: `0x1FFF` when offsets leave room for
+    /// slots, `0xFFFF` when they do not (then no tree has slots).
+    offset_mask: u32,
     features: usize,
 }
 
@@ -172,13 +213,25 @@ impl Quantized {
             probes,
             nodes: Vec::with_capacity(forest.trees.len()),
             leaves: Vec::with_capacity(forest.trees.len()),
+            slots: Vec::with_capacity(forest.trees.len()),
+            offset_mask: if 2 * features * LANES <= SLOTTED_OFFSETS {
+                0x1FFF
+            } else {
+                0xFFFF
+            },
             features,
         };
         for tree in &forest.trees {
             let (mut nodes, mut leaves) = ([0u32; NODES], [0f32; NODES]);
             quantized.place(forest, tree.root as usize, 1, &mut nodes, &mut leaves);
+            let slots = if quantized.offset_mask == 0x1FFF {
+                SLOTTED_LEVELS.map(|level| slot(&mut nodes[1 << level..2 << level]))
+            } else {
+                [None, None]
+            };
             quantized.nodes.push(nodes);
             quantized.leaves.push(leaves);
+            quantized.slots.push(slots);
         }
         Some(quantized)
     }
@@ -517,6 +570,89 @@ mod tests {
             got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
             expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    /// Rows of `width` features from `values`, every length of one to three blocks: the AVX-512
+    /// walk of `quantized` scores each as the reference walk of `forest` does.
+    fn assert_scores_as_the_reference_walk(forest: &Forest, quantized: &Quantized, values: &[f32], what: &str) {
+        let width = quantized.features;
+        for count in 1..=3 * LANES {
+            let features: Vec<f32> = (0..count * width)
+                .map(|i| values[(i * 41 + count) % values.len()])
+                .collect();
+            let mut expected = vec![0f32; count];
+            forest.reference_margins_into(&features, &mut expected);
+            let mut got = vec![0f32; count];
+            quantized.margins_avx512(Layout::Rows(&features), forest.base_margin, &mut got);
+            assert_eq!(
+                got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
+                "{what}, {count} rows"
+            );
+        }
+    }
+
+    /// Every value a bin can tell apart: NaN, and each cut with its neighbours.
+    fn values_around_cuts(quantized: &Quantized) -> Vec<f32> {
+        let mut values = vec![f32::NAN];
+        for c in quantized.cuts.iter().flatten() {
+            values.extend([*c, c.next_down(), c.next_up()]);
+        }
+        values
+    }
+
+    /// Levels 4 and 5 of a group of trees walked in lockstep are read by slot only when every tree
+    /// of the group has slots there, and gathered otherwise. With slots taken from some trees on
+    /// either level, so that groups take each of the four ways, every prediction stays the
+    /// reference walk's.
+    #[test]
+    fn levels_read_by_slot_or_gathered_score_as_the_reference_walk() {
+        let forest = shipped();
+        let slotted = Quantized::build(&forest).unwrap();
+        let count = |level: usize| slotted.slots.iter().filter(|s| s[level].is_some()).count();
+        // Most of the shipped trees read at most eight columns on each level.
+        assert!(
+            count(0) > 90 && count(1) > 80,
+            "{} and {} trees with slots",
+            count(0),
+            count(1)
+        );
+        if !avx512_available() {
+            return; // the portable walk reads no bins
+        }
+        let values = values_around_cuts(&slotted);
+        assert_scores_as_the_reference_walk(&forest, &slotted, &values, "the shipped slots");
+        let mut mixed = slotted.clone();
+        for (tree, (slots, nodes)) in mixed.slots.iter_mut().zip(&mut mixed.nodes).enumerate() {
+            for (s, level) in SLOTTED_LEVELS.into_iter().enumerate() {
+                if (tree / 4 + tree / (8 << s)) % 2 == 1 {
+                    slots[s] = None;
+                    nodes[1 << level..2 << level]
+                        .iter_mut()
+                        .for_each(|node| *node &= !0xE000);
+                }
+            }
+        }
+        assert_scores_as_the_reference_walk(&forest, &mixed, &values, "slots taken from some trees");
+    }
+
+    /// A model too wide for slots (offsets need bits 13-15) gathers on every level below 3 and
+    /// scores as the reference walk.
+    #[test]
+    fn a_model_too_wide_for_slots_scores_as_the_reference_walk() {
+        let mut forest = shipped();
+        forest.num_features = 300;
+        for (i, node) in forest.nodes.iter_mut().filter(|n| !n.is_leaf()).enumerate() {
+            node.feature = (i * 7 % 300) as u32;
+        }
+        let quantized = Quantized::build(&forest).unwrap();
+        assert_eq!(quantized.offset_mask, 0xFFFF);
+        assert!(quantized.slots.iter().all(|s| s == &[None, None]));
+        if !avx512_available() {
+            return; // the portable walk reads no bins
+        }
+        let values = values_around_cuts(&quantized);
+        assert_scores_as_the_reference_walk(&forest, &quantized, &values, "300 features");
     }
 
     #[test]
