@@ -10,9 +10,11 @@ use std::arch::x86_64::*;
 
 use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS, SLOTS, SLOTTED_LEVELS};
 
-/// Trees walked in lockstep. Measured on this project's machine: 4 beat 1, 2, 3, 6, 8 and 16
-/// (more spill registers; two blocks at a time gained nothing, so throughput bounds it).
-const TREES: usize = 4;
+/// Trees walked in lockstep. Measured on this project's machine: with levels 3-5 gathered, 4 beat
+/// 1, 2, 3, 6, 8 and 16 (more spill registers; two blocks at a time gained nothing, so throughput
+/// bounds it); with them picked from loaded columns, 2 took 0.92 of 4's time at 100 and at 10,000
+/// rows, and 1 no less than 2.
+const TREES: usize = 2;
 /// The levels whose bins are picked from their columns' loads rather than gathered. Measured at
 /// 100 rows: four levels (eight nodes on the last) took 0.93 of the time three took; five gained
 /// nothing more.
