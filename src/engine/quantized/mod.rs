@@ -468,29 +468,13 @@ mod tests {
             return; // the portable walk reads no bins
         }
         let mut forest = shipped();
-        let mut values = vec![f32::NAN];
-        for c in Quantized::build(&forest).unwrap().cuts.iter().flatten() {
-            values.extend([*c, c.next_down(), c.next_up()]);
-        }
+        let values = values_around_cuts(&Quantized::build(&forest).unwrap());
         for trees in [100, 99] {
             forest.trees.truncate(trees);
             let quantized = Quantized::build(&forest).unwrap();
-            let width = quantized.features;
-            for count in 1..=3 * LANES {
-                for seed in [0, 13, 29] {
-                    let features: Vec<f32> = (0..count * width)
-                        .map(|i| values[(seed + i * 41) % values.len()])
-                        .collect();
-                    let mut expected = vec![0f32; count];
-                    forest.reference_margins_into(&features, &mut expected);
-                    let mut got = vec![0f32; count];
-                    quantized.margins_avx512(Layout::Rows(&features), forest.base_margin, &mut got);
-                    assert_eq!(
-                        got.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
-                        expected.iter().map(|m| m.to_bits()).collect::<Vec<_>>(),
-                        "{trees} trees, {count} rows from value {seed}"
-                    );
-                }
+            for seed in [0, 13, 29] {
+                let what = format!("{trees} trees, from value {seed}");
+                assert_scores_as_the_reference_walk(&forest, &quantized, &values, seed, &what);
             }
         }
     }
@@ -572,13 +556,19 @@ mod tests {
         );
     }
 
-    /// Rows of `width` features from `values`, every length of one to three blocks: the AVX-512
+    /// Rows of `values` from the `seed`th on, every length of one to three blocks: the AVX-512
     /// walk of `quantized` scores each as the reference walk of `forest` does.
-    fn assert_scores_as_the_reference_walk(forest: &Forest, quantized: &Quantized, values: &[f32], what: &str) {
+    fn assert_scores_as_the_reference_walk(
+        forest: &Forest,
+        quantized: &Quantized,
+        values: &[f32],
+        seed: usize,
+        what: &str,
+    ) {
         let width = quantized.features;
         for count in 1..=3 * LANES {
             let features: Vec<f32> = (0..count * width)
-                .map(|i| values[(i * 41 + count) % values.len()])
+                .map(|i| values[(seed + i * 41) % values.len()])
                 .collect();
             let mut expected = vec![0f32; count];
             forest.reference_margins_into(&features, &mut expected);
@@ -621,7 +611,7 @@ mod tests {
             return; // the portable walk reads no bins
         }
         let values = values_around_cuts(&slotted);
-        assert_scores_as_the_reference_walk(&forest, &slotted, &values, "the shipped slots");
+        assert_scores_as_the_reference_walk(&forest, &slotted, &values, 0, "the shipped slots");
         let mut mixed = slotted.clone();
         for (tree, (slots, nodes)) in mixed.slots.iter_mut().zip(&mut mixed.nodes).enumerate() {
             for (s, level) in SLOTTED_LEVELS.into_iter().enumerate() {
@@ -633,7 +623,7 @@ mod tests {
                 }
             }
         }
-        assert_scores_as_the_reference_walk(&forest, &mixed, &values, "slots taken from some trees");
+        assert_scores_as_the_reference_walk(&forest, &mixed, &values, 0, "slots taken from some trees");
     }
 
     /// A model too wide for slots (offsets need bits 13-15) gathers on every level below 3 and
@@ -652,7 +642,7 @@ mod tests {
             return; // the portable walk reads no bins
         }
         let values = values_around_cuts(&quantized);
-        assert_scores_as_the_reference_walk(&forest, &quantized, &values, "300 features");
+        assert_scores_as_the_reference_walk(&forest, &quantized, &values, 0, "300 features");
     }
 
     #[test]
