@@ -8,19 +8,19 @@
 
 use std::arch::x86_64::*;
 
-use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS, SLOTS, SLOTTED_LEVELS};
+use super::{Quantized, LANES, MISSING, NODES, PROBED_HALVINGS, SLOTS, SLOTTED_LEVELS, SLOT_SHIFT};
 
 /// Trees walked in lockstep. Measured on this project's machine: with levels 3-5 gathered, 4 beat
 /// 1, 2, 3, 6, 8 and 16 (more spill registers; two blocks at a time gained nothing, so throughput
 /// bounds it); with them picked from loaded columns, 2 took 0.92 of 4's time at 100 and at 10,000
 /// rows, and 1 no less than 2.
 const TREES: usize = 2;
-/// The levels whose bins are picked from their columns' loads rather than gathered. Measured at
-/// 100 rows: four levels (eight nodes on the last) took 0.93 of the time three took; five gained
-/// nothing more.
-const SELECTED_LEVELS: usize = 4;
-// The levels past those are the ones whose nodes may carry slots (`Lockstep::columns`).
-const _: () = assert!(SLOTTED_LEVELS[0] == SELECTED_LEVELS && SLOTTED_LEVELS[1] == SELECTED_LEVELS + 1);
+/// The levels whose bins are picked from their columns' loads by position rather than gathered:
+/// those below the slotted ones. Measured at 100 rows: four levels (eight nodes on the last) took
+/// 0.93 of the time three took; five gained nothing more.
+const SELECTED_LEVELS: usize = SLOTTED_LEVELS[0];
+// `Lockstep::columns` holds the two slotted levels, the last two.
+const _: () = assert!(SLOTTED_LEVELS[1] == SELECTED_LEVELS + 1 && SELECTED_LEVELS + 2 == super::DEPTH as usize);
 
 /// Writes the bins of `rows` (whole rows, at most `LANES`, row after row) into `block`, as the
 /// scalar `Quantized::bin_block` defines them: per feature, sixteen rows' values gathered, then
@@ -342,7 +342,7 @@ impl<const N: usize> Lockstep<'_, N> {
                     select::<LEVEL>(base, nodes, *at)
                 } else if SLOTTED {
                     let columns = &self.columns[LEVEL - SELECTED_LEVELS][tree];
-                    pick(base, columns, columns.len(), node, 1 << 13)
+                    pick(base, columns, columns.len(), node, 1 << SLOT_SHIFT)
                 } else {
                     // offset | lane: where the lane's bin for this node's column is.
                     let index = _mm512_ternarylogic_epi32::<0xEA>(node, offset_bits, lanes);

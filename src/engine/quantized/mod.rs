@@ -40,8 +40,10 @@ const MAX_CUTS: usize = 0x7FFE;
 const SLOTS: usize = 8;
 /// The levels whose nodes may carry slots: 4 and 5 (the walk picks levels 0-3 by position).
 const SLOTTED_LEVELS: [usize; 2] = [4, 5];
-/// Offsets below this leave bits 13-15 free for a slot.
-const SLOTTED_OFFSETS: usize = 1 << 13;
+/// A slot's place in a node's word: offsets below `1 << SLOT_SHIFT` leave bits 13-15 free.
+const SLOT_SHIFT: u32 = 13;
+/// The bits of a node's word that are its offset when the forest's nodes may carry slots.
+const SLOTTED_OFFSET_MASK: u32 = (1 << SLOT_SHIFT) - 1;
 /// Rows binned and walked per pass: their bins (2 × features × 4 bytes a row) stay in L1.
 const PASS_ROWS: usize = 16 * LANES;
 /// Halvings of a search after the first whose thresholds are permuted from registers: halving `h`
@@ -125,7 +127,7 @@ fn avx512_available() -> bool {
 
 /// The columns that the nodes of one level read, when there are at most `SLOTS`, each node's
 /// slot among them written into its word's bits 13-15. A node that always takes its second
-/// child (0) reads any column: it keeps slot 0. Offsets are below `SLOTTED_OFFSETS`.
+/// child (0) reads any column: it keeps slot 0. Offsets are within `SLOTTED_OFFSET_MASK`.
 fn slot(level: &mut [u32]) -> Option<[u32; SLOTS]> {
     let mut columns: Vec<u32> = level
         .iter()
@@ -141,7 +143,7 @@ fn slot(level: &mut [u32]) -> Option<[u32; SLOTS]> {
         let slot = columns
             .binary_search(&(*node & 0xFFFF))
             .expect("a column of this level") as u32;
-        *node |= slot << 13;
+        *node |= slot << SLOT_SHIFT;
     }
     let mut slots = [columns.first().copied().unwrap_or(0); SLOTS];
     slots[..columns.len()].copy_from_slice(&columns);
@@ -214,8 +216,8 @@ impl Quantized {
             nodes: Vec::with_capacity(forest.trees.len()),
             leaves: Vec::with_capacity(forest.trees.len()),
             slots: Vec::with_capacity(forest.trees.len()),
-            offset_mask: if 2 * features * LANES <= SLOTTED_OFFSETS {
-                0x1FFF
+            offset_mask: if 2 * features * LANES <= 1 << SLOT_SHIFT {
+                SLOTTED_OFFSET_MASK
             } else {
                 0xFFFF
             },
@@ -224,7 +226,7 @@ impl Quantized {
         for tree in &forest.trees {
             let (mut nodes, mut leaves) = ([0u32; NODES], [0f32; NODES]);
             quantized.place(forest, tree.root as usize, 1, &mut nodes, &mut leaves);
-            let slots = if quantized.offset_mask == 0x1FFF {
+            let slots = if quantized.offset_mask == SLOTTED_OFFSET_MASK {
                 SLOTTED_LEVELS.map(|level| slot(&mut nodes[1 << level..2 << level]))
             } else {
                 [None, None]
@@ -619,14 +621,14 @@ mod tests {
                     slots[s] = None;
                     nodes[1 << level..2 << level]
                         .iter_mut()
-                        .for_each(|node| *node &= !0xE000);
+                        .for_each(|node| *node &= 0xFFFF_0000 | SLOTTED_OFFSET_MASK);
                 }
             }
         }
         assert_scores_as_the_reference_walk(&forest, &mixed, &values, 0, "slots taken from some trees");
     }
 
-    /// A model too wide for slots (offsets need bits 13-15) gathers on every level below 3 and
+    /// A model too wide for slots (offsets need bits 13-15) gathers on levels 4 and 5 and
     /// scores as the reference walk.
     #[test]
     fn a_model_too_wide_for_slots_scores_as_the_reference_walk() {
